@@ -1,0 +1,104 @@
+# PushGo Event Gateway — the single entry point. `make help` lists the targets.
+# Tool versions are pinned; tools are installed into ./bin with `go install` on first use.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BUF_VERSION                := v1.75.0
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPC_GATEWAY_VERSION       := v2.33.0
+GOLANGCI_LINT_VERSION      := v2.15.0
+# The v1 grpc-gateway module is the one Go module that ships google/api/{annotations,http}.proto.
+GOOGLEAPIS_MODULE          := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+
+BIN        := $(CURDIR)/bin
+export PATH := $(BIN):$(PATH)
+MODULE_DIRS = $(shell go list -m -f '{{.Dir}}')
+MODULES     = $(addsuffix /...,$(MODULE_DIRS))
+GOOGLEAPIS := third_party/googleapis/google/api
+DATA_DIR   ?= data
+TEST_FLAGS ?= -race -count=1 -shuffle=on -timeout=15m
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+## --- run -----------------------------------------------------------------
+
+.PHONY: build
+build: ## build bin/pushgo
+	cd cmd/pushgo && go build -trimpath -o $(BIN)/pushgo .
+
+.PHONY: run
+run: build ## start the gateway with its embedded JetStream (store in ./data) on 127.0.0.1:6666
+	$(BIN)/pushgo serve --data-dir $(DATA_DIR)
+
+## --- checks --------------------------------------------------------------
+
+.PHONY: test
+test: fmt-check vet gen-check lint test-go ## everything CI checks
+
+.PHONY: test-go
+test-go: ## go test -race of every module (fuzz seed corpora included)
+	go test $(TEST_FLAGS) $(MODULES)
+
+.PHONY: fmt
+fmt: ## format the Go code
+	gofmt -w $(MODULE_DIRS)
+
+.PHONY: fmt-check
+fmt-check: ## fail when gofmt would change a file
+	@out=$$(gofmt -l $(MODULE_DIRS)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## go vet every module
+	go vet $(MODULES)
+
+.PHONY: lint
+lint: $(BIN)/golangci-lint ## golangci-lint every module (.golangci.yml)
+	@set -e; for d in $(MODULE_DIRS); do echo "lint $$d"; (cd $$d && $(BIN)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...); done
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	cd services/ingest && go test -run '^$$' -fuzz FuzzDecodeEventRequest -fuzztime $${FUZZTIME:-30s} ./internal/validate/
+	cd proto && go test -run '^$$' -fuzz FuzzToken -fuzztime $${FUZZTIME:-30s} ./bus/
+
+## --- code generation -----------------------------------------------------
+
+.PHONY: gen
+gen: tools $(GOOGLEAPIS)/annotations.proto ## regenerate proto/gen and proto/openapi with pinned local plugins
+	buf lint
+	buf generate
+
+.PHONY: gen-check
+gen-check: gen ## fail when the committed generated code is not what `make gen` produces
+	@git diff --exit-code -- proto/gen proto/openapi
+	@untracked=$$(git status --porcelain --untracked-files=all -- proto/gen proto/openapi); \
+	  if [ -n "$$untracked" ]; then echo "generated files not committed:"; echo "$$untracked"; exit 1; fi
+
+.PHONY: tools
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
+
+$(BIN)/buf:
+	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(BIN)/protoc-gen-go:
+	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(BIN)/protoc-gen-go-grpc:
+	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(BIN)/protoc-gen-grpc-gateway:
+	GOBIN=$(BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
+$(BIN)/protoc-gen-openapiv2:
+	GOBIN=$(BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+$(BIN)/golangci-lint:
+	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+# google/api/*.proto for the HTTP rules, copied (git-ignored) from the Go module proxy.
+$(GOOGLEAPIS)/annotations.proto:
+	mkdir -p $(GOOGLEAPIS)
+	dir=$$(cd /tmp && GOWORK=off GOFLAGS=-mod=mod go mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
+	  test -n "$$dir" && install -m 0644 $$dir/third_party/googleapis/google/api/annotations.proto $$dir/third_party/googleapis/google/api/http.proto $(GOOGLEAPIS)/
+
+.PHONY: clean
+clean: ## remove built binaries and tools
+	rm -rf $(BIN) third_party

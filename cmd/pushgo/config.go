@@ -1,0 +1,163 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/services/dispatch"
+	"pushgo.dev/gateway/services/ingest"
+	"pushgo.dev/gateway/services/lifecycle"
+)
+
+// config is every setting of every subcommand; each flag has an environment variable
+// (PUSHGO_<FLAG>, upper case, '-' → '_') that sets its default, so flags win over the env.
+type config struct {
+	command string
+
+	logLevel  string
+	logFormat string
+
+	// serve only
+	dataDir    string
+	natsListen string
+	// services against an external NATS
+	natsURL string
+
+	ingest    ingest.Config
+	lifecycle lifecycle.Config
+	dispatch  dispatch.Config
+	bus       bus.Options
+
+	// healthcheck
+	checkURL string
+}
+
+const usage = `pushgo — the PushGo Event Gateway
+
+Usage:
+  pushgo serve [flags]        all services with an embedded JetStream server (the default setup)
+  pushgo ingest [flags]       the HTTP/gRPC API, against --nats-url
+  pushgo lifecycle [flags]    the lifecycle service, against --nats-url
+  pushgo dispatch [flags]     the dispatch service, against --nats-url
+  pushgo healthcheck [flags]  exit 0 when the API at --http-addr answers /healthz (for containers)
+
+Run "pushgo <command> -h" for the flags of a command. Every flag can also be set with the
+environment variable PUSHGO_<FLAG> (e.g. --http-addr: PUSHGO_HTTP_ADDR); a flag wins over it.
+`
+
+// parseConfig reads the command line and the environment (getenv is os.Getenv outside tests).
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, usage)
+		return c, errors.New("missing command")
+	}
+	c.command = args[0]
+	fs := flag.NewFlagSet("pushgo "+c.command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := getenv("PUSHGO_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); v != "" {
+			return v
+		}
+		return def
+	}
+	str := func(p *string, name, def, help string) { fs.StringVar(p, name, env(name, def), help) }
+	dur := func(p *time.Duration, name string, def time.Duration, help string) {
+		d, err := time.ParseDuration(env(name, def.String()))
+		if err != nil {
+			d = def
+		}
+		fs.DurationVar(p, name, d, help)
+	}
+	num := func(p *int, name string, def int, help string) {
+		n, err := strconv.Atoi(env(name, strconv.Itoa(def)))
+		if err != nil {
+			n = def
+		}
+		fs.IntVar(p, name, n, help)
+	}
+	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	str(&c.logFormat, "log-format", "text", "text or json (to stderr)")
+
+	busFlags := func(defReplicas int) {
+		num(&c.bus.Replicas, "replicas", defReplicas, "replicas of every stream and bucket (3 in a 3-node cluster); give every service the same value")
+		dur(&c.bus.IdempotencyWindow, "idempotency-window", bus.DefaultIdempotencyWindow, "how long an op_id is remembered")
+		dur(&c.bus.EventsMaxAge, "events-max-age", bus.DefaultEventsMaxAge, "how long the event store keeps events")
+	}
+	ingestFlags := func() {
+		str(&c.ingest.HTTPAddr, "http-addr", ingest.DefaultHTTPAddr, "REST API listen address")
+		str(&c.ingest.GRPCAddr, "grpc-addr", ingest.DefaultGRPCAddr, `gRPC API listen address ("" for none)`)
+		str(&c.ingest.Token, "token", "", "gateway token required as Authorization: Bearer <token> (empty: none)")
+		dur(&c.ingest.DispatchWait, "dispatch-wait", ingest.DefaultDispatchWait, "how long a request waits for delivery before 503 dispatch_timeout")
+		dur(&c.ingest.RetryBudget, "publish-retry", ingest.DefaultRetryBudget, "how long broker calls are retried before 503 unavailable")
+	}
+	switch c.command {
+	case "serve":
+		ingestFlags()
+		busFlags(1)
+		str(&c.dataDir, "data-dir", "data", "directory of the embedded JetStream store")
+		str(&c.natsListen, "nats-listen", "", `also expose the embedded NATS server on host:port (default: no network listener)`)
+	case "ingest":
+		ingestFlags()
+		busFlags(1)
+		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	case "lifecycle", "dispatch":
+		busFlags(1)
+		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	case "healthcheck":
+		str(&c.checkURL, "http-addr", ingest.DefaultHTTPAddr, "address of the API to check")
+	case "help", "-h", "--help":
+		fmt.Fprint(stderr, usage)
+		return c, flag.ErrHelp
+	default:
+		fmt.Fprint(stderr, usage)
+		return c, fmt.Errorf("unknown command %q", c.command)
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if c.dataDir != "" {
+		abs, err := filepath.Abs(c.dataDir)
+		if err != nil {
+			return c, err
+		}
+		c.dataDir = abs
+	}
+	c.lifecycle.Bus, c.dispatch.Bus, c.ingest.Bus = c.bus, c.bus, c.bus
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	if c.bus.Replicas < 1 || c.bus.Replicas > 5 {
+		return fmt.Errorf("--replicas must be 1 to 5, not %d", c.bus.Replicas)
+	}
+	return errors.Join(c.ingest.Validate(), c.lifecycle.Validate(), c.dispatch.Validate())
+}
+
+// logger builds the process logger.
+func (c config) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	o := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	default:
+		return nil, fmt.Errorf("--log-format must be text or json, not %q", c.logFormat)
+	}
+}

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"pushgo.dev/gateway/proto/bus/bustest"
+)
+
+// The end-to-end tests run the real services in process against a real embedded JetStream
+// server and talk to them only through HTTP (and gRPC), as a client would.
+
+// seenCodes records every error_code any test received, to prove that every code of the
+// README's table is reachable (see TestMain).
+var seenCodes sync.Map
+
+// coveredElsewhere are the codes an end-to-end test cannot provoke without breaking the
+// gateway on purpose; the named unit tests cover them.
+var coveredElsewhere = map[string]string{
+	"internal_error":           "services/ingest/internal/httpapi TestPanicIsInternalError",
+	"dispatch_partial_failure": "services/ingest/internal/httpapi TestPartialFailureEnvelope (no delivery targets exist yet)",
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if code == 0 && flag.Lookup("test.run").Value.String() == "" && !testing.Short() {
+		if missing := missingCodes(); len(missing) > 0 {
+			fmt.Fprintf(os.Stderr, "error codes of README.md that no end-to-end test received: %v\n", missing)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// readmeCodes parses the error-code table of README.md (rows "| `code` | status | ... |").
+func readmeCodes(tb testing.TB) map[string]int {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		if tb != nil {
+			tb.Fatal(err)
+		}
+		return nil
+	}
+	codes := map[string]int{}
+	re := regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| (\\d{3}) \\|")
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		var status int
+		fmt.Sscan(m[2], &status)
+		codes[m[1]] = status
+	}
+	return codes
+}
+
+func missingCodes() []string {
+	var missing []string
+	for code := range readmeCodes(nil) {
+		if _, ok := seenCodes.Load(code); ok {
+			continue
+		}
+		if _, ok := coveredElsewhere[code]; ok {
+			continue
+		}
+		missing = append(missing, code)
+	}
+	sort.Strings(missing)
+	return missing
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// gatewayOpts tunes a test gateway.
+type gatewayOpts struct {
+	token             string
+	dispatchWait      time.Duration
+	retryBudget       time.Duration
+	idempotencyWindow time.Duration
+}
+
+type gateway struct {
+	url string
+	ns  *server.Server
+	cfg config
+}
+
+// startGateway runs ingest, lifecycle and dispatch against a fresh
+// embedded JetStream server until the test ends.
+func startGateway(t *testing.T, o gatewayOpts) *gateway {
+	t.Helper()
+	ns := bustest.RunServer(t)
+	cfg, err := parseConfig([]string{"serve"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ingest.Token = o.token
+	cfg.ingest.GRPCAddr = ""
+	if o.dispatchWait > 0 {
+		cfg.ingest.DispatchWait = o.dispatchWait
+	}
+	cfg.ingest.RetryBudget = time.Second
+	if o.retryBudget > 0 {
+		cfg.ingest.RetryBudget = o.retryBudget
+	}
+	if o.idempotencyWindow > 0 {
+		cfg.bus.IdempotencyWindow = o.idempotencyWindow
+		cfg.ingest.Bus, cfg.lifecycle.Bus, cfg.dispatch.Bus = cfg.bus, cfg.bus, cfg.bus
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{url: "http://" + ln.Addr().String(), ns: ns, cfg: cfg}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- startAll(ctx, cfg, quiet, ln, func(string) (*nats.Conn, error) { return nats.Connect(ns.ClientURL()) })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("gateway stopped with %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("gateway did not stop within 15s")
+		}
+	})
+	g.waitReady(t)
+	return g
+}
+
+func (g *gateway) waitReady(t *testing.T) {
+	t.Helper()
+	eventually(t, 15*time.Second, "/readyz", func() bool {
+		resp, err := http.Get(g.url + "/readyz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// eventually polls cond every 20ms until it holds, failing the test after d.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		}
+	}
+}
+
+// envelope is every JSON response of the API.
+type envelope struct {
+	Success   bool            `json:"success"`
+	Data      json.RawMessage `json:"data"`
+	Error     *string         `json:"error"`
+	ErrorCode *string         `json:"error_code"`
+}
+
+type response struct {
+	status int
+	header http.Header
+	env    envelope
+	raw    string
+}
+
+func (r response) code() string {
+	if r.env.ErrorCode == nil {
+		return ""
+	}
+	return *r.env.ErrorCode
+}
+
+// data decodes the envelope's data into a map.
+func (r response) data(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.env.Data, &m); err != nil {
+		t.Fatalf("data of %s: %v", r.raw, err)
+	}
+	return m
+}
+
+// request sends a raw request and checks the envelope invariants every response must meet.
+func (g *gateway) request(t testing.TB, method, path, contentType string, body []byte, header map[string]string) response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, g.url+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	if err := json.Unmarshal(raw, &r.env); err != nil {
+		t.Fatalf("%s %s: %d response is not an envelope: %q", method, path, resp.StatusCode, raw)
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("%s %s: no X-Request-Id", method, path)
+	}
+	if r.env.Success != (resp.StatusCode == http.StatusOK) {
+		t.Fatalf("%s %s: status %d with success=%v", method, path, resp.StatusCode, r.env.Success)
+	}
+	if !r.env.Success {
+		if r.env.ErrorCode == nil || r.env.Error == nil || *r.env.Error == "" {
+			t.Fatalf("%s %s: error without error/error_code: %s", method, path, raw)
+		}
+		seenCodes.Store(*r.env.ErrorCode, true)
+		if want, ok := readmeCodes(t)[*r.env.ErrorCode]; !ok || want != resp.StatusCode {
+			t.Fatalf("%s %s: %d %s is not a row of the README's error table (%d)", method, path, resp.StatusCode, *r.env.ErrorCode, want)
+		}
+		isDispatch := strings.HasPrefix(*r.env.ErrorCode, "dispatch_")
+		if hasData := string(r.env.Data) != "null"; hasData != isDispatch {
+			t.Fatalf("%s %s: data %s on error %s", method, path, r.env.Data, *r.env.ErrorCode)
+		}
+	}
+	return r
+}
+
+// post sends body as JSON.
+func (g *gateway) post(t testing.TB, path string, body any) response {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g.request(t, http.MethodPost, path, "application/json", b, nil)
+}
+
+// mustOK posts and fails the test unless the answer is 200.
+func (g *gateway) mustOK(t testing.TB, path string, body any) map[string]any {
+	t.Helper()
+	r := g.post(t, path, body)
+	if r.status != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", path, r.status, r.raw)
+	}
+	return r.data(t)
+}
+
+// channel creates a channel and returns its id; the password is always "secret-123".
+func (g *gateway) channel(t testing.TB) string {
+	t.Helper()
+	d := g.mustOK(t, "/channel/create", map[string]any{"channel_name": "test", "password": "secret-123"})
+	return d["channel_id"].(string)
+}
+
+// obj is a JSON object literal.
+type obj = map[string]any
+
+// createBody is a valid create request on channel ch.
+func createBody(ch string, extra obj) obj {
+	b := obj{"channel_id": ch, "password": "secret-123", "title": "deploy api", "status": "running",
+		"message": "started", "severity": "normal", "event_time": 1713750000000}
+	for k, v := range extra {
+		if v == nil {
+			delete(b, k)
+			continue
+		}
+		b[k] = v
+	}
+	return b
+}
+
+// opBody is a valid update/close request of event ev on channel ch.
+func opBody(ch, ev string, extra obj) obj {
+	b := obj{"channel_id": ch, "password": "secret-123", "event_id": ev, "status": "progress",
+		"message": "halfway", "severity": "normal", "event_time": 1713750300000}
+	for k, v := range extra {
+		if v == nil {
+			delete(b, k)
+			continue
+		}
+		b[k] = v
+	}
+	return b
+}

@@ -1,0 +1,31 @@
+// Command pushgo is the PushGo Event Gateway: `pushgo serve` runs every service with an
+// embedded JetStream server; `pushgo ingest|lifecycle|dispatch` run one service against a NATS
+// cluster. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pushgo:", err)
+		os.Exit(2)
+	}
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "pushgo:", err)
+		os.Exit(1)
+	}
+}

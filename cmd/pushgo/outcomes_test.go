@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"pushgo.dev/gateway/proto/bus/bustest"
+	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	"pushgo.dev/gateway/services/dispatch"
+	"pushgo.dev/gateway/services/ingest"
+	"pushgo.dev/gateway/services/lifecycle"
+)
+
+// runService runs f until the returned stop is called (or the test ends) and checks it
+// returned cleanly.
+func runService(t *testing.T, f func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- f(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("service stopped with %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func conn(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// TestDispatchTimeoutThenFinalOutcome runs ingest and lifecycle without dispatch: the op is
+// accepted and stored but its delivery cannot finish, so the caller gets 503 dispatch_timeout
+// with the event_id; once dispatch runs, a repeat of the op_id returns the final outcome.
+func TestDispatchTimeoutThenFinalOutcome(t *testing.T) {
+	t.Parallel()
+	ns := bustest.RunServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{url: "http://" + ln.Addr().String()}
+	runService(t, func(ctx context.Context) error {
+		return ingest.Run(ctx, ingest.Config{DispatchWait: 300 * time.Millisecond, RetryBudget: time.Second},
+			ingest.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet, HTTPListener: ln})
+	})
+	runService(t, func(ctx context.Context) error {
+		return lifecycle.Run(ctx, lifecycle.Config{}, lifecycle.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
+	})
+	g.waitReady(t)
+	ch := g.channel(t)
+
+	body := createBody(ch, obj{"op_id": "slow-1"})
+	r := g.post(t, "/event/create", body)
+	if r.status != http.StatusServiceUnavailable || r.code() != "dispatch_timeout" {
+		t.Fatalf("without dispatch: %d %s", r.status, r.raw)
+	}
+	ev := r.data(t)["event_id"].(string)
+	if len(ev) != 32 || r.data(t)["accepted"] != false {
+		t.Fatalf("dispatch_timeout data = %s", r.env.Data)
+	}
+	// The op is in the event store although its outcome is pending.
+	if st := g.mustOK(t, "/event/get", obj{"channel_id": ch, "password": "secret-123", "event_id": ev}); st["version"] != 1.0 {
+		t.Fatalf("stored state = %v", st)
+	}
+
+	runService(t, func(ctx context.Context) error {
+		return dispatch.Run(ctx, dispatch.Config{}, dispatch.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
+	})
+	var final response
+	eventually(t, 10*time.Second, "the final outcome", func() bool {
+		final = g.post(t, "/event/create", body)
+		return final.status == http.StatusOK
+	})
+	if d := final.data(t); d["event_id"] != ev || d["version"] != 1.0 || d["accepted"] != true {
+		t.Fatalf("final outcome = %s", final.env.Data)
+	}
+	h := g.mustOK(t, "/event/history", obj{"channel_id": ch, "password": "secret-123", "event_id": ev})
+	if n := len(h["entries"].([]any)); n != 1 {
+		t.Fatalf("%d history entries after a timeout and repeats, want 1", n)
+	}
+}
+
+// TestBrokerUnavailable stops the NATS server under a running gateway: event ops answer
+// 503 unavailable with Retry-After within the retry budget, and work again once it is back.
+func TestBrokerUnavailable(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ns := bustest.RunServerAt(t, dir, -1)
+	port := ns.Addr().(*net.TCPAddr).Port
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{url: "http://" + ln.Addr().String()}
+	runService(t, func(ctx context.Context) error {
+		return ingest.Run(ctx, ingest.Config{RetryBudget: 700 * time.Millisecond},
+			ingest.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet, HTTPListener: ln})
+	})
+	runService(t, func(ctx context.Context) error {
+		return lifecycle.Run(ctx, lifecycle.Config{}, lifecycle.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
+	})
+	runService(t, func(ctx context.Context) error {
+		return dispatch.Run(ctx, dispatch.Config{}, dispatch.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
+	})
+	g.waitReady(t)
+	ch := g.channel(t)
+	g.mustOK(t, "/event/create", createBody(ch, obj{"op_id": "before"}))
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	body := createBody(ch, obj{"op_id": "during"})
+	r := g.post(t, "/event/create", body)
+	if r.status != http.StatusServiceUnavailable || r.code() != "unavailable" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("broker down: %d %s (Retry-After %q)", r.status, r.raw, r.header.Get("Retry-After"))
+	}
+	if r := g.request(t, "GET", "/readyz", "", nil, nil); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with the broker down: %d", r.status)
+	}
+
+	// Same store, same port: the clients reconnect and the retried op goes through once.
+	bustest.RunServerAt(t, dir, port)
+	var again response
+	eventually(t, 20*time.Second, "the op after the broker is back", func() bool {
+		again = g.post(t, "/event/create", body)
+		return again.status == http.StatusOK
+	})
+	ev := again.data(t)["event_id"].(string)
+	h := g.mustOK(t, "/event/history", obj{"channel_id": ch, "password": "secret-123", "event_id": ev})
+	if n := len(h["entries"].([]any)); n != 1 {
+		t.Fatalf("%d history entries, want 1", n)
+	}
+}
+
+// TestGRPC drives the public gRPC API: same handlers, same error codes (as ErrorInfo reasons).
+func TestGRPC(t *testing.T) {
+	t.Parallel()
+	ns := bustest.RunServer(t)
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runService(t, func(ctx context.Context) error {
+		return ingest.Run(ctx, ingest.Config{Token: "tok"}, ingest.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet, HTTPListener: httpLn, GRPCListener: grpcLn})
+	})
+	runService(t, func(ctx context.Context) error {
+		return lifecycle.Run(ctx, lifecycle.Config{}, lifecycle.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
+	})
+	runService(t, func(ctx context.Context) error {
+		return dispatch.Run(ctx, dispatch.Config{}, dispatch.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
+	})
+	cc, err := grpc.NewClient(grpcLn.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	chans, events := apiv1.NewChannelServiceClient(cc), apiv1.NewEventServiceClient(cc)
+
+	reason := func(err error) string {
+		for _, d := range status.Convert(err).Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok {
+				return info.GetReason()
+			}
+		}
+		return ""
+	}
+	if _, err := chans.Create(t.Context(), &apiv1.CreateChannelRequest{ChannelName: "g", Password: "secret-123"}); status.Code(err) != codes.Unauthenticated || reason(err) != "authentication_failed" {
+		t.Fatalf("no token: %v", err)
+	}
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer tok")
+	var created *apiv1.CreateChannelResponse
+	eventually(t, 10*time.Second, "gRPC ready", func() bool {
+		created, err = chans.Create(ctx, &apiv1.CreateChannelRequest{ChannelName: "g", Password: "secret-123"})
+		return err == nil
+	})
+	req := &apiv1.EventRequest{ChannelId: created.GetChannelId(), Password: "secret-123", OpId: proto.String("g-1"),
+		Title: "grpc", Status: "running", Message: "m", Severity: "HIGH", EventTime: structpb.NewNumberValue(1713750000)}
+	res, err := events.Create(ctx, req)
+	if err != nil || res.GetVersion() != 1 || res.GetEventState() != "ONGOING" || !res.GetAccepted() {
+		t.Fatalf("create: %v %v", res, err)
+	}
+	st, err := events.Get(ctx, &apiv1.GetEventRequest{ChannelId: created.GetChannelId(), Password: "secret-123", EventId: res.GetEventId()})
+	if err != nil || st.GetSeverity() != "high" || st.GetEventTime() != 1713750000000 {
+		t.Fatalf("get: %v %v", st, err)
+	}
+	req.Title = "changed"
+	if _, err := events.Create(ctx, req); status.Code(err) != codes.Aborted || reason(err) != "op_id_conflict" {
+		t.Fatalf("conflicting replay: %v", err)
+	}
+	_, err = events.Update(ctx, &apiv1.EventRequest{ChannelId: created.GetChannelId(), Password: "secret-123", EventId: proto.String("nope"),
+		Status: "s", Message: "m", Severity: "low", EventTime: structpb.NewNumberValue(1713750000)})
+	if status.Code(err) != codes.NotFound || reason(err) != "event_not_found" {
+		t.Fatalf("update of unknown event: %v", err)
+	}
+	if _, err := events.Create(ctx, &apiv1.EventRequest{}); status.Code(err) != codes.InvalidArgument || reason(err) != "channel_id_required" {
+		t.Fatalf("empty request: %v", err)
+	}
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"pushgo.dev/gateway/services/dispatch"
+	"pushgo.dev/gateway/services/ingest"
+	"pushgo.dev/gateway/services/lifecycle"
+)
+
+// run starts what cfg.command names and returns when ctx is done and it has stopped.
+func run(ctx context.Context, cfg config) error {
+	if cfg.command == "healthcheck" {
+		return healthcheck(ctx, cfg.checkURL)
+	}
+	log, err := cfg.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.command == "serve" {
+		return serve(ctx, cfg, log)
+	}
+	nc, err := connect(cfg.natsURL, "pushgo-"+cfg.command, log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = nc.Drain() }()
+	switch cfg.command {
+	case "ingest":
+		return ingest.Run(ctx, cfg.ingest, ingest.Deps{NC: nc, Logger: log})
+	case "lifecycle":
+		return lifecycle.Run(ctx, cfg.lifecycle, lifecycle.Deps{NC: nc, Logger: log})
+	case "dispatch":
+		return dispatch.Run(ctx, cfg.dispatch, dispatch.Deps{NC: nc, Logger: log})
+	}
+	return fmt.Errorf("unknown command %q", cfg.command)
+}
+
+// connect dials an external NATS and keeps reconnecting for ever: a service outlives broker
+// restarts.
+func connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// startAll runs ingest until ctx is done, and lifecycle and dispatch until ingest has stopped,
+// so that requests in flight at shutdown still get their outcomes.
+// The API listens on httpLn when it is set, else on the configured address.
+func startAll(ctx context.Context, cfg config, log *slog.Logger, httpLn net.Listener, conns func(string) (*nats.Conn, error)) error {
+	backendCtx, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackend()
+	ncs := map[string]*nats.Conn{}
+	for _, svc := range []string{"ingest", "lifecycle", "dispatch"} {
+		nc, err := conns(svc)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = nc.Drain() }()
+		ncs[svc] = nc
+	}
+	g, gctx := errgroup.WithContext(backendCtx)
+	g.Go(func() error {
+		return lifecycle.Run(gctx, cfg.lifecycle, lifecycle.Deps{NC: ncs["lifecycle"], Logger: log})
+	})
+	g.Go(func() error {
+		return dispatch.Run(gctx, cfg.dispatch, dispatch.Deps{NC: ncs["dispatch"], Logger: log})
+	})
+	g.Go(func() error {
+		// ingest stops on the caller's signal or when a backend service failed.
+		ictx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-gctx.Done():
+				cancel()
+			case <-ictx.Done():
+			}
+		}()
+		err := ingest.Run(ictx, cfg.ingest, ingest.Deps{NC: ncs["ingest"], Logger: log, HTTPListener: httpLn})
+		stopBackend()
+		return err
+	})
+	return g.Wait()
+}
+
+// healthcheck is the container health probe: GET /healthz on the local API.
+func healthcheck(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	url := addr
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthz answered %s", resp.Status)
+	}
+	return nil
+}

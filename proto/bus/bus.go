@@ -1,0 +1,167 @@
+// Package bus owns the JetStream contract shared by the three services: stream, bucket and
+// consumer names, subject and key layout, and the one encoding of ids into subject tokens.
+// It is the Go side of DESIGN.md §2; change a name here and every service follows. Names of
+// durable consumers are API: renaming one makes JetStream replay history into a new consumer.
+package bus
+
+import (
+	"strings"
+)
+
+// Streams.
+const (
+	// StreamCommands is the work queue of validated commands, subjects
+	// pushgo.cmd.<channel_id>.<event_id>; Nats-Msg-Id = CommandMsgID.
+	StreamCommands = "PUSHGO_COMMANDS"
+	// StreamEvents is the event store and audit log, one subject per event:
+	// pushgo.evt.<channel_id>.<event_id>. Appends use ExpectLastSequencePerSubject.
+	StreamEvents = "PUSHGO_EVENTS"
+	// StreamInbox holds per-device inboxes, subjects pushgo.inbox.<device_key>.
+	StreamInbox = "PUSHGO_INBOX"
+)
+
+// Key-value buckets.
+const (
+	// BucketOps holds op records (idempotency and outcomes) under <channel_id>.<op_id token>.
+	BucketOps = "pushgo_ops"
+	// BucketChannels holds channel records under <channel_id>.
+	BucketChannels = "pushgo_channels"
+	// BucketDevices holds device records under <device_key>.
+	BucketDevices = "pushgo_devices"
+	// BucketSubs holds subscriptions under <channel_id>.<device_key>.
+	BucketSubs = "pushgo_subs"
+)
+
+// Durable consumers. Renaming one replays its stream from the start.
+const (
+	// ConsumerLifecycle is the one consumer of the commands work queue; every lifecycle
+	// instance pulls from it, so each command is processed by one instance at a time.
+	ConsumerLifecycle = "lifecycle"
+	// ConsumerDispatch consumes the event store; every dispatch instance pulls from it.
+	ConsumerDispatch = "dispatch"
+)
+
+// Subject prefixes and wildcards.
+const (
+	commandPrefix = "pushgo.cmd."
+	eventPrefix   = "pushgo.evt."
+	inboxPrefix   = "pushgo.inbox."
+
+	// CommandSubjects, EventSubjects and InboxSubjects are the streams' subject filters.
+	CommandSubjects = commandPrefix + ">"
+	EventSubjects   = eventPrefix + ">"
+	InboxSubjects   = inboxPrefix + ">"
+	// OpsUpdates is the subject every write to the ops bucket is published on: ingest keeps one
+	// core subscription on it to learn outcomes without a consumer per request.
+	OpsUpdates = "$KV." + BucketOps + ".>"
+)
+
+// Message headers beyond JetStream's own.
+const (
+	// HeaderRedrive marks a command republished for a repeat of a pending op; lifecycle then
+	// checks the whole event history for the command before applying it.
+	HeaderRedrive = "Pushgo-Redrive"
+)
+
+// Token encodes an id for use as one subject token or KV key segment. Ids that reach the bus
+// are validated to [A-Za-z0-9_:-] first; ':' is not allowed in subjects, so it is escaped. The
+// escape is injective: '_' becomes "__" and ':' becomes "_-", everything else is kept, so ids
+// without '_' or ':' read the same on the bus.
+func Token(id string) string {
+	if !strings.ContainsAny(id, "_:") {
+		return id
+	}
+	var b strings.Builder
+	b.Grow(len(id) + 4)
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; c {
+		case '_':
+			b.WriteString("__")
+		case ':':
+			b.WriteString("_-")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// UnToken reverses Token. ok is false for a string Token cannot have produced.
+func UnToken(tok string) (id string, ok bool) {
+	if !strings.Contains(tok, "_") {
+		return tok, true
+	}
+	var b strings.Builder
+	b.Grow(len(tok))
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if c != '_' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+1 >= len(tok) {
+			return "", false
+		}
+		i++
+		switch tok[i] {
+		case '_':
+			b.WriteByte('_')
+		case '-':
+			b.WriteByte(':')
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+// CommandSubject is where the command for an op on event eventID of channelID is published.
+func CommandSubject(channelID, eventID string) string {
+	return commandPrefix + channelID + "." + Token(eventID)
+}
+
+// EventSubject is the event store subject of one event: its whole history, head = state.
+func EventSubject(channelID, eventID string) string {
+	return eventPrefix + channelID + "." + Token(eventID)
+}
+
+// ChannelEventSubjects matches every event of one channel.
+func ChannelEventSubjects(channelID string) string {
+	return eventPrefix + channelID + ".*"
+}
+
+// InboxSubject is the inbox of one device.
+func InboxSubject(deviceKey string) string {
+	return inboxPrefix + deviceKey
+}
+
+// CommandMsgID is the Nats-Msg-Id of a command. DESIGN.md §2 names it <channel_id>:<op_id>;
+// the op record's command id is appended so that the dedupe follows the idempotency record
+// rather than the op_id alone: every publish for one record (retries, republishes by repeats)
+// collapses, while the same op_id reused after its record expired is a new command even if
+// that happens inside the stream's duplicate window (idempotency windows can be configured
+// shorter than it).
+func CommandMsgID(channelID, opID, commandID string) string {
+	return channelID + ":" + opID + ":" + commandID
+}
+
+// EventMsgID is the Nats-Msg-Id of a domain event: one per command, so a retried append of the
+// same command is recognised while an op_id reused after the idempotency window is not.
+func EventMsgID(channelID, opID, commandID string) string {
+	return "evt:" + channelID + ":" + opID + ":" + commandID
+}
+
+// OpKey is the key of an op record in BucketOps.
+func OpKey(channelID, opID string) string {
+	return channelID + "." + Token(opID)
+}
+
+// OpKeyFromSubject returns the op key of a message published on OpsUpdates.
+func OpKeyFromSubject(subject string) string {
+	return strings.TrimPrefix(subject, "$KV."+BucketOps+".")
+}
+
+// SubKey is the key of a subscription in BucketSubs.
+func SubKey(channelID, deviceKey string) string {
+	return channelID + "." + deviceKey
+}

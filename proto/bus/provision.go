@@ -1,0 +1,153 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of Options, each the product's promise unless configured otherwise.
+const (
+	// DefaultEventsMaxAge keeps the event store (audit log) for 30 days.
+	DefaultEventsMaxAge = 30 * 24 * time.Hour
+	// DefaultInboxMaxAge keeps undelivered inbox items for 7 days.
+	DefaultInboxMaxAge = 7 * 24 * time.Hour
+	// DefaultIdempotencyWindow keeps op records, and so op_id replays, for 24 hours.
+	DefaultIdempotencyWindow = 24 * time.Hour
+	// DefaultDuplicateWindow is the streams' Nats-Msg-Id window. It covers the ~20 s a publisher
+	// retries through a leader election with room to spare; longer windows cost server memory.
+	DefaultDuplicateWindow = 2 * time.Minute
+	// DefaultInboxPerDevice caps one device's inbox; the oldest item is dropped beyond it.
+	DefaultInboxPerDevice = 1000
+)
+
+// Options sizes the streams and buckets. The zero value of a field means its default.
+type Options struct {
+	// Replicas of every stream and bucket: 1 for the all-in-one server, 3 in a cluster.
+	Replicas          int
+	EventsMaxAge      time.Duration
+	InboxMaxAge       time.Duration
+	IdempotencyWindow time.Duration
+	DuplicateWindow   time.Duration
+	InboxPerDevice    int64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.EventsMaxAge <= 0 {
+		o.EventsMaxAge = DefaultEventsMaxAge
+	}
+	if o.InboxMaxAge <= 0 {
+		o.InboxMaxAge = DefaultInboxMaxAge
+	}
+	if o.IdempotencyWindow <= 0 {
+		o.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if o.DuplicateWindow <= 0 {
+		o.DuplicateWindow = DefaultDuplicateWindow
+	}
+	// JetStream refuses a duplicate window longer than a stream's max age.
+	o.DuplicateWindow = min(o.DuplicateWindow, o.IdempotencyWindow, o.EventsMaxAge, o.InboxMaxAge)
+	if o.InboxPerDevice <= 0 {
+		o.InboxPerDevice = DefaultInboxPerDevice
+	}
+	return o
+}
+
+// StreamConfigs returns the configuration of every stream of DESIGN.md §2.
+func StreamConfigs(o Options) []jetstream.StreamConfig {
+	o = o.withDefaults()
+	return []jetstream.StreamConfig{{
+		Name:        StreamCommands,
+		Description: "validated commands, consumed once by lifecycle",
+		Subjects:    []string{CommandSubjects},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		Duplicates:  o.DuplicateWindow,
+	}, {
+		Name:        StreamEvents,
+		Description: "event store and audit log: one domain event per accepted op, one subject per event",
+		Subjects:    []string{EventSubjects},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		MaxAge:      o.EventsMaxAge,
+		Duplicates:  o.DuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	}, {
+		Name:              StreamInbox,
+		Description:       "per-device durable inboxes",
+		Subjects:          []string{InboxSubjects},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          o.Replicas,
+		MaxAge:            o.InboxMaxAge,
+		MaxMsgsPerSubject: o.InboxPerDevice,
+		Duplicates:        o.DuplicateWindow,
+		AllowDirect:       true,
+	}}
+}
+
+// BucketConfigs returns the configuration of every key-value bucket of DESIGN.md §2.
+func BucketConfigs(o Options) []jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	return []jetstream.KeyValueConfig{
+		{Bucket: BucketOps, Description: "op records: idempotency and outcomes", TTL: o.IdempotencyWindow, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketChannels, Description: "channels", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketDevices, Description: "devices and their routes", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketSubs, Description: "channel subscriptions", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+	}
+}
+
+// Provision creates or updates every stream and bucket. It is idempotent and safe to run from
+// several instances at once; each service runs it at start so that no start order is needed.
+func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
+	for _, cfg := range StreamConfigs(o) {
+		if err := retryProvision(ctx, func() error {
+			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		}); err != nil {
+			return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, cfg := range BucketConfigs(o) {
+		if err := retryProvision(ctx, func() error {
+			_, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+			return err
+		}); err != nil {
+			return fmt.Errorf("provision bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// retryProvision retries an admin call that lost a race with another instance doing the same,
+// or that met a cluster still electing its meta leader.
+func retryProvision(ctx context.Context, f func() error) error {
+	const attempts = 20
+	var err error
+	for i := range attempts {
+		if err = f(); err == nil {
+			return nil
+		}
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		t := time.NewTimer(time.Duration(100*(i+1)) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return err
+}

@@ -1,0 +1,199 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Msg is one stored message read back from a stream.
+type Msg struct {
+	Subject string
+	Seq     uint64
+	Time    time.Time
+	Header  nats.Header
+	Data    []byte
+}
+
+// ErrNotFound reports that no message matched a read.
+var ErrNotFound = errors.New("no message")
+
+// LastMsg reads the last message on subject from the stream's leader, so it sees every write
+// acknowledged before the call (direct gets may be answered by a lagging replica). It is how
+// lifecycle loads an event's head and how reads of one event stay read-after-write.
+func LastMsg(ctx context.Context, nc *nats.Conn, stream, subject string) (*Msg, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{subject})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return nil, fmt.Errorf("get last %s: %w", subject, err)
+	}
+	var r struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, fmt.Errorf("get last %s: decode: %w", subject, err)
+	}
+	if r.Error != nil {
+		if r.Error.Code == 404 {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("get last %s: %s (code %d/%d)", subject, r.Error.Description, r.Error.Code, r.Error.ErrCode)
+	}
+	if r.Message == nil {
+		return nil, fmt.Errorf("get last %s: empty response", subject)
+	}
+	m := &Msg{Subject: r.Message.Subject, Seq: r.Message.Seq, Time: r.Message.Time, Data: r.Message.Data}
+	if len(r.Message.Header) > 0 {
+		if m.Header, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
+			return nil, fmt.Errorf("get last %s: headers: %w", subject, err)
+		}
+	}
+	return m, nil
+}
+
+// History calls fn for every message on subject in stream order, starting at sequence from.
+// It uses batched direct gets (no consumer is created), so a replica may answer.
+func History(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64, fn func(*Msg) error) error {
+	const batch = 256
+	seq := max(from, 1)
+	for {
+		req := directRequest{Seq: seq, NextFor: subject, Batch: batch}
+		eob, err := directGet(ctx, nc, stream, req, fn)
+		if err != nil || eob.numPending == 0 || eob.lastSeq == 0 {
+			return err
+		}
+		seq = eob.lastSeq + 1
+	}
+}
+
+// LastPerSubject calls fn with the last message of every subject matching filter (which may
+// hold wildcards). The server answers at most 1024 subjects per request; beyond that the
+// matching subjects are listed and read in chunks.
+func LastPerSubject(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, stream, filter string, fn func(*Msg) error) error {
+	err := lastPerSubject(ctx, nc, stream, []string{filter}, fn)
+	if !errors.Is(err, errTooManyResults) {
+		return err
+	}
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("list subjects of %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return fmt.Errorf("list subjects of %s: %w", stream, err)
+	}
+	subjects := make([]string, 0, len(info.State.Subjects))
+	for s := range info.State.Subjects {
+		subjects = append(subjects, s)
+	}
+	const chunk = 1000
+	for len(subjects) > 0 {
+		n := min(chunk, len(subjects))
+		if err := lastPerSubject(ctx, nc, stream, subjects[:n], fn); err != nil {
+			return err
+		}
+		subjects = subjects[n:]
+	}
+	return nil
+}
+
+func lastPerSubject(ctx context.Context, nc *nats.Conn, stream string, filters []string, fn func(*Msg) error) error {
+	req := directRequest{MultiLastFor: filters}
+	for {
+		eob, err := directGet(ctx, nc, stream, req, fn)
+		if err != nil || eob.numPending == 0 || eob.lastSeq == 0 {
+			return err
+		}
+		req.Seq = eob.lastSeq + 1
+		req.UpToSeq = eob.upToSeq
+	}
+}
+
+type directRequest struct {
+	Seq          uint64   `json:"seq,omitempty"`
+	NextFor      string   `json:"next_by_subj,omitempty"`
+	Batch        int      `json:"batch,omitempty"`
+	MultiLastFor []string `json:"multi_last,omitempty"`
+	UpToSeq      uint64   `json:"up_to_seq,omitempty"`
+}
+
+type endOfBatch struct {
+	numPending, lastSeq, upToSeq uint64
+}
+
+var errTooManyResults = errors.New("too many results")
+
+// directGet sends one batched direct get and reads its replies up to the end-of-batch marker.
+func directGet(ctx context.Context, nc *nats.Conn, stream string, r directRequest, fn func(*Msg) error) (endOfBatch, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return endOfBatch{}, err
+	}
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return endOfBatch{}, fmt.Errorf("direct get %s: %w", stream, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
+		return endOfBatch{}, fmt.Errorf("direct get %s: %w", stream, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return endOfBatch{}, fmt.Errorf("direct get %s: %w", stream, err)
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204":
+			return endOfBatch{
+				numPending: headerUint(m.Header, "Nats-Num-Pending"),
+				lastSeq:    headerUint(m.Header, "Nats-Last-Sequence"),
+				upToSeq:    headerUint(m.Header, "Nats-UpTo-Sequence"),
+			}, nil
+		case "404":
+			return endOfBatch{}, nil
+		case "413":
+			return endOfBatch{}, errTooManyResults
+		default:
+			return endOfBatch{}, fmt.Errorf("direct get %s: status %s %s", stream, status, m.Header.Get("Description"))
+		}
+		seq := headerUint(m.Header, "Nats-Sequence")
+		ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
+		if err := fn(&Msg{Subject: m.Header.Get("Nats-Subject"), Seq: seq, Time: ts, Header: m.Header, Data: m.Data}); err != nil {
+			return endOfBatch{}, err
+		}
+	}
+}
+
+func headerUint(h nats.Header, key string) uint64 {
+	v, _ := strconv.ParseUint(h.Get(key), 10, 64)
+	return v
+}

@@ -1,0 +1,88 @@
+// Package dispatch is the dispatch service: it consumes the event store PUSHGO_EVENTS, delivers
+// each accepted op to the subscribers of its channel and records the op's outcome (200, or 503
+// when a target failed) in pushgo_ops, where the waiting ingest request picks it up. Any number
+// of instances may run against one JetStream; they share one durable consumer.
+package dispatch
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/services/dispatch/internal/push"
+)
+
+// Defaults of Config.
+const (
+	// DefaultWorkers is how many events one instance delivers at once; the ops of one event go
+	// to one worker, in version order.
+	DefaultWorkers = 64
+	// DefaultAckWait is how long a domain event may stay unacknowledged before JetStream hands
+	// it to another instance.
+	DefaultAckWait = 30 * time.Second
+	maxAckPending  = 8192
+)
+
+// Config configures one dispatch instance.
+type Config struct {
+	Workers int
+	AckWait time.Duration
+	// Bus sizes the streams and buckets this instance provisions at start.
+	Bus bus.Options
+}
+
+// Validate reports a configuration that cannot run.
+func (c Config) Validate() error {
+	if c.Workers < 0 || c.AckWait < 0 {
+		return errors.New("dispatch: workers and ack wait must not be negative")
+	}
+	return nil
+}
+
+// Deps are the connections Run uses; Run does not close them.
+type Deps struct {
+	NC     *nats.Conn
+	Logger *slog.Logger
+}
+
+// Run provisions the bus, then delivers domain events until ctx is done, finishing those in
+// hand.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cmp.Or(deps.Logger, slog.Default()).With("service", "dispatch")
+	js, err := jetstream.New(deps.NC)
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	if err := bus.Provision(ctx, js, cfg.Bus); err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable:       bus.ConsumerDispatch,
+		Description:   "dispatch: delivers accepted ops and records outcomes",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cmp.Or(cfg.AckWait, DefaultAckWait),
+		MaxDeliver:    -1,
+		MaxAckPending: maxAckPending,
+	})
+	if err != nil {
+		return fmt.Errorf("dispatch: consumer: %w", err)
+	}
+	ops, err := js.KeyValue(ctx, bus.BucketOps)
+	if err != nil {
+		return fmt.Errorf("dispatch: ops bucket: %w", err)
+	}
+	h := push.New(ops, log)
+	log.Info("dispatch running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
+	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
+}

@@ -1,0 +1,174 @@
+// Package channels creates channels and authorises requests against them. A channel's password
+// is stored only as a salted argon2id hash; a successful verification is remembered in memory
+// as a keyed MAC of (channel, password), so repeated requests do not pay the hash again. A
+// wrong password is never remembered as good, and concurrent first requests for one channel
+// share one verification.
+package channels
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/protobuf/proto"
+
+	"pushgo.dev/gateway/proto/bus"
+	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/services/ingest/internal/apierr"
+	"pushgo.dev/gateway/services/ingest/internal/retry"
+)
+
+const (
+	// cacheTTL is how long a channel record (and a verified password) is trusted before the
+	// record is read again. Channels are immutable today; the TTL bounds staleness if that
+	// changes.
+	cacheTTL = 5 * time.Minute
+	// cacheMax bounds the memory of the cache; beyond it an arbitrary entry is evicted.
+	cacheMax = 100_000
+)
+
+// Store reads and writes pushgo_channels. It is safe for concurrent use.
+type Store struct {
+	kv     jetstream.KeyValue
+	budget time.Duration
+	log    *slog.Logger
+	macKey []byte
+
+	// verify checks a password against a stored hash (verifyPassword; tests count calls).
+	verify func(hash, password string) (bool, error)
+
+	mu    sync.Mutex
+	cache map[string]*entry
+	sf    singleflight.Group
+}
+
+type entry struct {
+	rec     *busv1.ChannelRecord
+	fetched time.Time
+	good    []byte // MAC of the last verified password, nil when none
+}
+
+// New returns a store over the channels bucket; broker calls are retried within budget.
+func New(ctx context.Context, js jetstream.JetStream, budget time.Duration, log *slog.Logger) (*Store, error) {
+	kv, err := js.KeyValue(ctx, bus.BucketChannels)
+	if err != nil {
+		return nil, fmt.Errorf("channels bucket: %w", err)
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return &Store{kv: kv, budget: budget, log: log, macKey: key, verify: verifyPassword, cache: map[string]*entry{}}, nil
+}
+
+// Create makes a channel with a new random id.
+func (s *Store) Create(ctx context.Context, name, password string) (*busv1.ChannelRecord, error) {
+	rec := &busv1.ChannelRecord{Name: name, PasswordHash: hashPassword(password), CreatedAt: time.Now().UnixMilli()}
+	for range 3 { // ids are 128 random bits; a collision is retried, not expected
+		rec.ChannelId = newChannelID()
+		data, err := proto.Marshal(rec)
+		if err != nil {
+			return nil, err
+		}
+		err = retry.Do(ctx, s.budget, func(ctx context.Context) error {
+			_, err := s.kv.Create(ctx, rec.ChannelId, data)
+			return err
+		})
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		}
+		if err != nil {
+			return nil, s.unavailable(err)
+		}
+		return rec, nil
+	}
+	return nil, errors.New("could not allocate a channel id")
+}
+
+// Authorize checks that channelID exists and password is its password: channel_not_found,
+// password_mismatch or unavailable otherwise. It returns the channel's record.
+func (s *Store) Authorize(ctx context.Context, channelID, password string) (*busv1.ChannelRecord, error) {
+	e, err := s.lookup(ctx, channelID)
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, s.macKey)
+	m.Write([]byte(channelID))
+	m.Write([]byte{0})
+	m.Write([]byte(password))
+	mac := m.Sum(nil)
+
+	s.mu.Lock()
+	good := e.good
+	s.mu.Unlock()
+	if good != nil && hmac.Equal(good, mac) {
+		return e.rec, nil
+	}
+	v, err, _ := s.sf.Do(string(mac), func() (any, error) {
+		return s.verify(e.rec.GetPasswordHash(), password)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify password of %s: %w", channelID, err)
+	}
+	if !v.(bool) {
+		return nil, apierr.New("password_mismatch", "the password does not match the channel's")
+	}
+	s.mu.Lock()
+	e.good = mac
+	s.mu.Unlock()
+	return e.rec, nil
+}
+
+// lookup returns the cached record of a channel, reading it when missing or stale.
+func (s *Store) lookup(ctx context.Context, channelID string) (*entry, error) {
+	now := time.Now()
+	s.mu.Lock()
+	e := s.cache[channelID]
+	s.mu.Unlock()
+	if e != nil && now.Sub(e.fetched) < cacheTTL {
+		return e, nil
+	}
+	var kve jetstream.KeyValueEntry
+	err := retry.Do(ctx, s.budget, func(ctx context.Context) error {
+		var err error
+		kve, err = s.kv.Get(ctx, channelID)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, apierr.Newf("channel_not_found", "channel %s does not exist", channelID)
+	}
+	if err != nil {
+		return nil, s.unavailable(err)
+	}
+	rec := &busv1.ChannelRecord{}
+	if err := proto.Unmarshal(kve.Value(), rec); err != nil {
+		return nil, fmt.Errorf("decode channel %s: %w", channelID, err)
+	}
+	fresh := &entry{rec: rec, fetched: now}
+	s.mu.Lock()
+	if old := s.cache[channelID]; old != nil && old.rec.GetPasswordHash() == rec.GetPasswordHash() {
+		fresh.good = old.good // same password hash: what verified before still does
+	}
+	if len(s.cache) >= cacheMax {
+		for k := range s.cache {
+			delete(s.cache, k)
+			break
+		}
+	}
+	s.cache[channelID] = fresh
+	s.mu.Unlock()
+	return fresh, nil
+}
+
+func (s *Store) unavailable(err error) *apierr.Error {
+	s.log.Warn("broker unavailable", "err", err)
+	e := apierr.New("unavailable", "the channel store is unavailable; retry later")
+	e.RetryAfter = 5
+	return e
+}

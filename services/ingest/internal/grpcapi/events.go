@@ -1,0 +1,117 @@
+package grpcapi
+
+import (
+	"context"
+	"net/http"
+
+	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/services/ingest/internal/apierr"
+	"pushgo.dev/gateway/services/ingest/internal/channels"
+	"pushgo.dev/gateway/services/ingest/internal/ops"
+	"pushgo.dev/gateway/services/ingest/internal/reader"
+	"pushgo.dev/gateway/services/ingest/internal/validate"
+)
+
+// Events implements EventService: checks of DESIGN.md §6.2 steps 4–7 in order (field rules,
+// channel, then the op's outcome).
+type Events struct {
+	apiv1.UnimplementedEventServiceServer
+	Channels *channels.Store
+	Ops      *ops.Submitter
+	Reader   *reader.Reader
+}
+
+// Create starts an event.
+func (s *Events) Create(ctx context.Context, req *apiv1.EventRequest) (*apiv1.EventOpResult, error) {
+	return s.op(ctx, validate.RouteCreate, req)
+}
+
+// Update changes an ongoing event.
+func (s *Events) Update(ctx context.Context, req *apiv1.EventRequest) (*apiv1.EventOpResult, error) {
+	return s.op(ctx, validate.RouteUpdate, req)
+}
+
+// Close ends an event.
+func (s *Events) Close(ctx context.Context, req *apiv1.EventRequest) (*apiv1.EventOpResult, error) {
+	return s.op(ctx, validate.RouteClose, req)
+}
+
+func (s *Events) op(ctx context.Context, route validate.Route, req *apiv1.EventRequest) (*apiv1.EventOpResult, error) {
+	op, verr := validate.Event(route, req)
+	if verr != nil {
+		return nil, verr
+	}
+	if _, err := s.Channels.Authorize(ctx, op.ChannelID, op.Password); err != nil {
+		return nil, err
+	}
+	opID, given := op.OpID, op.OpID != ""
+	if !given {
+		opID = ops.NewOpID()
+	}
+	eventID := op.EventID
+	if route == validate.RouteCreate {
+		eventID = ops.NewEventID(op.ChannelID, opID, given)
+	}
+	out, err := s.Ops.Submit(ctx, ops.Op{
+		Route:       string(route),
+		ChannelID:   op.ChannelID,
+		OpID:        opID,
+		EventID:     eventID,
+		Fingerprint: validate.Fingerprint(route, op.ChannelID, op.EventID, op.Fields),
+		Fields:      op.Fields,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result(out)
+}
+
+// result turns a recorded outcome into the answer: the result on 200, the error otherwise
+// (with the result as data for the 503 dispatch outcomes).
+func result(out *busv1.Outcome) (*apiv1.EventOpResult, error) {
+	if out.GetHttpStatus() == http.StatusOK {
+		return out.GetResult(), nil
+	}
+	e := apierr.New(out.GetErrorCode(), out.GetError())
+	if out.GetHttpStatus() == http.StatusServiceUnavailable && out.GetResult() != nil {
+		e.Data = out.GetResult()
+	}
+	return nil, e
+}
+
+// Get returns an event's folded state.
+func (s *Events) Get(ctx context.Context, req *apiv1.GetEventRequest) (*apiv1.Event, error) {
+	ch, pw, ev, verr := validate.GetEvent(req)
+	if verr != nil {
+		return nil, verr
+	}
+	if _, err := s.Channels.Authorize(ctx, ch, pw); err != nil {
+		return nil, err
+	}
+	return s.Reader.Get(ctx, ch, ev)
+}
+
+// History returns an event's recorded ops in log order.
+func (s *Events) History(ctx context.Context, req *apiv1.GetEventRequest) (*apiv1.EventHistory, error) {
+	ch, pw, ev, verr := validate.GetEvent(req)
+	if verr != nil {
+		return nil, verr
+	}
+	if _, err := s.Channels.Authorize(ctx, ch, pw); err != nil {
+		return nil, err
+	}
+	return s.Reader.History(ctx, ch, ev)
+}
+
+// List pages through a channel's events.
+func (s *Events) List(ctx context.Context, req *apiv1.ListEventsRequest) (*apiv1.ListEventsResponse, error) {
+	q, verr := validate.ListEvents(req)
+	if verr != nil {
+		return nil, verr
+	}
+	if _, err := s.Channels.Authorize(ctx, q.ChannelID, q.Password); err != nil {
+		return nil, err
+	}
+	return s.Reader.List(ctx, reader.Query{ChannelID: q.ChannelID, State: q.State, Limit: q.Limit, Cursor: q.Cursor})
+}

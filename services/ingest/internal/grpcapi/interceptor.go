@@ -1,0 +1,51 @@
+// Package grpcapi implements the public gRPC services (EventService, ChannelService) and the
+// one interceptor chain that both transports go through: the REST gateway calls the same
+// handlers through an in-process connection (Inline), so authentication, error mapping and
+// panic recovery are written once.
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"pushgo.dev/gateway/services/ingest/internal/apierr"
+	"pushgo.dev/gateway/services/ingest/internal/auth"
+)
+
+// Interceptor authenticates the call with the gateway token, recovers panics, and maps every
+// error to a status carrying its error_code (apierr.Error.Status). Unexpected errors become
+// internal_error; their detail is logged, never returned.
+func Interceptor(token auth.Token, log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				resp, err = nil, apierr.New("internal_error", "internal error").Status().Err()
+			}
+		}()
+		if token.Enabled() {
+			var header string
+			if md, ok := metadata.FromIncomingContext(ctx); ok {
+				if v := md.Get("authorization"); len(v) > 0 {
+					header = v[0]
+				}
+			}
+			if !token.Check(header) {
+				return nil, apierr.New("authentication_failed", "authentication failed: send Authorization: Bearer <token>").Status().Err()
+			}
+		}
+		resp, err = handler(ctx, req)
+		if err != nil {
+			e := apierr.FromError(err)
+			if e.Code == "internal_error" || e.Code == "unavailable" {
+				log.Warn("request failed", "method", info.FullMethod, "code", e.Code, "err", err)
+			}
+			return nil, e.Status().Err()
+		}
+		return resp, nil
+	}
+}

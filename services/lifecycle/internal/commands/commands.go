@@ -1,0 +1,191 @@
+// Package commands turns commands from PUSHGO_COMMANDS into domain events: load the event's
+// head, decide with the pure fold, append with optimistic concurrency, and record rejections
+// as op outcomes. Every step is idempotent, so a command delivered twice (a redelivery after a
+// crash, or a republish by a repeated request) is applied at most once.
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"pushgo.dev/gateway/proto/bus"
+	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/services/lifecycle/internal/event"
+	"pushgo.dev/gateway/services/lifecycle/internal/natsstore"
+)
+
+// maxConflicts bounds the load-decide-append loop of one delivery. Commands of one event are
+// serialised per instance, so conflicts only come from another instance; after this many the
+// command is retried later.
+const maxConflicts = 32
+
+// maxBackoff caps the delay before a command whose handling failed transiently is redelivered.
+const maxBackoff = 30 * time.Second
+
+// errTooManyConflicts is transient: the message is redelivered.
+var errTooManyConflicts = errors.New("too many concurrent appends to one event")
+
+// Handler handles command messages. It is safe for concurrent use by the consume workers.
+type Handler struct {
+	store *natsstore.Store
+	ops   jetstream.KeyValue
+	log   *slog.Logger
+	now   func() int64
+}
+
+// New returns a handler appending to store and recording rejections in ops.
+func New(store *natsstore.Store, ops jetstream.KeyValue, log *slog.Logger) *Handler {
+	return &Handler{store: store, ops: ops, log: log, now: func() int64 { return time.Now().UnixMilli() }}
+}
+
+// Handle processes one message and acks it, or naks it with a delay when a transient failure
+// (the broker) stopped it. An undecodable message is terminated and logged.
+func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := &busv1.EventCommand{}
+	if err := proto.Unmarshal(m.Data(), cmd); err != nil {
+		h.log.Error("undecodable command dropped", "subject", m.Subject(), "err", err)
+		_ = m.TermWithReason("undecodable command")
+		return
+	}
+	md, err := m.Metadata()
+	delivered := uint64(1)
+	if err == nil {
+		delivered = md.NumDelivered
+	}
+	// A redelivered or republished command may have been applied already by an instance that
+	// died before acking, and other ops of the event may have followed it since.
+	suspect := delivered > 1 || m.Headers().Get(bus.HeaderRedrive) != ""
+	if err := h.process(ctx, cmd, suspect); err != nil {
+		delay := min(time.Duration(1<<min(delivered-1, 5))*time.Second, maxBackoff)
+		h.log.Warn("command will be retried", "op", cmd.GetEnvelope().GetId(), "delivered", delivered, "in", delay, "err", err)
+		_ = m.NakWithDelay(delay)
+		return
+	}
+	if err := m.Ack(); err != nil {
+		h.log.Warn("ack command", "op", cmd.GetEnvelope().GetId(), "err", err)
+	}
+}
+
+func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand, suspect bool) error {
+	env := cmd.GetEnvelope()
+	ch, ev := env.GetChannelId(), env.GetEventId()
+	if suspect {
+		done, err := h.alreadyHandled(ctx, cmd)
+		if err != nil || done {
+			return err
+		}
+	}
+	c := event.Command{Route: event.Route(cmd.GetRoute()), ChannelID: ch, EventID: ev, Fields: natsstore.FieldsFromProto(cmd.GetFields())}
+	for range maxConflicts {
+		head, seq, err := h.store.Head(ctx, ch, ev)
+		if err != nil {
+			return err
+		}
+		if head != nil && head.GetCommandId() == cmd.GetCommandId() {
+			return nil // our own earlier append (e.g. a retried publish that had landed)
+		}
+		now := h.now()
+		d, err := event.Decide(natsstore.StateFromProto(head.GetState()), c, now)
+		if rerr, ok := errors.AsType[*event.RuleError](err); ok {
+			return h.reject(ctx, cmd, rerr, now)
+		}
+		if err != nil {
+			return err
+		}
+		rec, err := recorded(cmd, d, now)
+		if err != nil {
+			return err
+		}
+		_, err = h.store.Append(ctx, rec, seq)
+		if errors.Is(err, natsstore.ErrConflict) {
+			continue
+		}
+		return err
+	}
+	return errTooManyConflicts
+}
+
+// alreadyHandled reports whether this command has an outcome or an entry in the event's
+// history.
+func (h *Handler) alreadyHandled(ctx context.Context, cmd *busv1.EventCommand) (bool, error) {
+	env := cmd.GetEnvelope()
+	entry, err := h.ops.Get(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()))
+	switch {
+	case err == nil:
+		rec := &busv1.OpRecord{}
+		if err := proto.Unmarshal(entry.Value(), rec); err != nil {
+			return false, fmt.Errorf("decode op record: %w", err)
+		}
+		if rec.GetCommandId() == cmd.GetCommandId() && rec.GetState() == busv1.OpState_OP_STATE_DONE {
+			return true, nil
+		}
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, fmt.Errorf("get op record: %w", err)
+	}
+	return h.store.Contains(ctx, env.GetChannelId(), env.GetEventId(), cmd.GetCommandId())
+}
+
+// reject records a rule violation as the op's outcome. Rejected ops leave no trace in the
+// event's history.
+func (h *Handler) reject(ctx context.Context, cmd *busv1.EventCommand, rerr *event.RuleError, now int64) error {
+	env := cmd.GetEnvelope()
+	rec := bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), now,
+		&busv1.Outcome{HttpStatus: uint32(rerr.Status), ErrorCode: rerr.Code, Error: rerr.Msg})
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := h.ops.Put(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()), data); err != nil {
+		return fmt.Errorf("record rejection of %s: %w", env.GetId(), err)
+	}
+	return nil
+}
+
+// recorded builds the domain event of an accepted command.
+func recorded(cmd *busv1.EventCommand, d event.Decision, now int64) (*busv1.EventRecorded, error) {
+	env := cmd.GetEnvelope()
+	state, err := natsstore.StateToProto(d.State)
+	if err != nil {
+		return nil, err
+	}
+	return &busv1.EventRecorded{
+		Envelope: &busv1.Envelope{
+			Id:            bus.EventMsgID(env.GetChannelId(), env.GetOpId(), cmd.GetCommandId()),
+			Type:          eventType(event.Route(cmd.GetRoute()), d.Applied),
+			ChannelId:     env.GetChannelId(),
+			EventId:       env.GetEventId(),
+			OpId:          env.GetOpId(),
+			RecordedAt:    now,
+			SchemaVersion: bus.SchemaVersion,
+		},
+		Route:       cmd.GetRoute(),
+		CommandId:   cmd.GetCommandId(),
+		Fingerprint: cmd.GetFingerprint(),
+		Applied:     d.Applied,
+		Version:     d.Version,
+		Fields:      cmd.GetFields(),
+		State:       state,
+		OpCreatedAt: cmd.GetOpCreatedAt(),
+	}, nil
+}
+
+func eventType(r event.Route, applied bool) string {
+	switch {
+	case !applied:
+		return "event.update_ignored"
+	case r == event.Create:
+		return "event.created"
+	case r == event.Close:
+		return "event.closed"
+	default:
+		return "event.updated"
+	}
+}

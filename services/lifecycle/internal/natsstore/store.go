@@ -1,0 +1,95 @@
+// Package natsstore is the event store on JetStream: one subject per event in PUSHGO_EVENTS,
+// the head message carrying the full state. It loads heads from the stream leader, appends with
+// optimistic concurrency (ExpectLastSequencePerSubject) and Nats-Msg-Id, and converts between
+// the stored protobuf and the pure fold's types.
+package natsstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"pushgo.dev/gateway/proto/bus"
+	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+)
+
+// ErrConflict reports that the event's subject moved past the expected sequence: another op
+// was appended first. The caller reloads and decides again.
+var ErrConflict = errors.New("event store: wrong last sequence")
+
+// Store reads and appends domain events of PUSHGO_EVENTS. It is safe for concurrent use.
+type Store struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+// New returns a store over an open connection.
+func New(nc *nats.Conn, js jetstream.JetStream) *Store {
+	return &Store{nc: nc, js: js}
+}
+
+// Head returns the last domain event of an event and its stream sequence; (nil, 0, nil) when
+// the event has no history.
+func (s *Store) Head(ctx context.Context, channelID, eventID string) (*busv1.EventRecorded, uint64, error) {
+	m, err := bus.LastMsg(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
+	if errors.Is(err, bus.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	rec := &busv1.EventRecorded{}
+	if err := proto.Unmarshal(m.Data, rec); err != nil {
+		return nil, 0, fmt.Errorf("decode head of %s seq %d: %w", m.Subject, m.Seq, err)
+	}
+	return rec, m.Seq, nil
+}
+
+// Append stores rec as the next entry of its event, provided the event's last sequence is
+// still lastSeq (0: the event has no history). It returns ErrConflict when it is not. The
+// message id makes a retried append of the same command a no-op within the duplicate window.
+func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, lastSeq uint64) (uint64, error) {
+	env := rec.GetEnvelope()
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := s.js.Publish(ctx, bus.EventSubject(env.GetChannelId(), env.GetEventId()), data,
+		jetstream.WithMsgID(env.GetId()),
+		jetstream.WithExpectLastSequencePerSubject(lastSeq),
+		jetstream.WithExpectStream(bus.StreamEvents))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, ErrConflict
+		}
+		return 0, fmt.Errorf("append %s: %w", env.GetId(), err)
+	}
+	return ack.Sequence, nil
+}
+
+// Contains reports whether the event's history holds an entry of the given command. It reads
+// the whole history, so it is only used when a command may have been applied before (a
+// redelivery or a republished command).
+func (s *Store) Contains(ctx context.Context, channelID, eventID, commandID string) (bool, error) {
+	errFound := errors.New("found")
+	err := bus.History(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID), 1, func(m *bus.Msg) error {
+		rec := &busv1.EventRecorded{}
+		if err := proto.Unmarshal(m.Data, rec); err != nil {
+			return fmt.Errorf("decode %s seq %d: %w", m.Subject, m.Seq, err)
+		}
+		if rec.GetCommandId() == commandID {
+			return errFound
+		}
+		return nil
+	})
+	if errors.Is(err, errFound) {
+		return true, nil
+	}
+	return false, err
+}

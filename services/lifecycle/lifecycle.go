@@ -1,0 +1,90 @@
+// Package lifecycle is the lifecycle service: it consumes validated commands from
+// PUSHGO_COMMANDS, folds each into its event's state under the rules of DESIGN.md §3, and
+// appends the resulting domain event to the event store PUSHGO_EVENTS with optimistic
+// concurrency. Rejections become op outcomes in pushgo_ops. Any number of instances may run
+// against one JetStream; they share the durable consumer, and an event is never corrupted by
+// two of them handling its commands at once.
+package lifecycle
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/services/lifecycle/internal/commands"
+	"pushgo.dev/gateway/services/lifecycle/internal/natsstore"
+)
+
+// Defaults of Config.
+const (
+	// DefaultWorkers is how many events one instance works on at once; commands of one event
+	// go to one worker, in order.
+	DefaultWorkers = 64
+	// DefaultAckWait is how long a command may stay unacknowledged before JetStream hands it to
+	// another instance: longer than a command takes even through a leader election.
+	DefaultAckWait = 30 * time.Second
+	// maxAckPending bounds the commands in flight across all instances.
+	maxAckPending = 8192
+)
+
+// Config configures one lifecycle instance.
+type Config struct {
+	Workers int
+	AckWait time.Duration
+	// Bus sizes the streams and buckets this instance provisions at start.
+	Bus bus.Options
+}
+
+// Validate reports a configuration that cannot run.
+func (c Config) Validate() error {
+	if c.Workers < 0 || c.AckWait < 0 {
+		return errors.New("lifecycle: workers and ack wait must not be negative")
+	}
+	return nil
+}
+
+// Deps are the connections Run uses; Run does not close them.
+type Deps struct {
+	NC     *nats.Conn
+	Logger *slog.Logger
+}
+
+// Run provisions the bus, then handles commands until ctx is done, finishing those in hand.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cmp.Or(deps.Logger, slog.Default()).With("service", "lifecycle")
+	js, err := jetstream.New(deps.NC)
+	if err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
+	if err := bus.Provision(ctx, js, cfg.Bus); err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, bus.StreamCommands, jetstream.ConsumerConfig{
+		Durable:       bus.ConsumerLifecycle,
+		Description:   "lifecycle: folds commands into the event store",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cmp.Or(cfg.AckWait, DefaultAckWait),
+		MaxDeliver:    -1, // nothing accepted is dropped; transient failures back off instead
+		MaxAckPending: maxAckPending,
+	})
+	if err != nil {
+		return fmt.Errorf("lifecycle: consumer: %w", err)
+	}
+	ops, err := js.KeyValue(ctx, bus.BucketOps)
+	if err != nil {
+		return fmt.Errorf("lifecycle: ops bucket: %w", err)
+	}
+	h := commands.New(natsstore.New(deps.NC, js), ops, log)
+	log.Info("lifecycle running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
+	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
+}
