@@ -92,12 +92,16 @@ type gatewayOpts struct {
 	dispatchWait      time.Duration
 	retryBudget       time.Duration
 	idempotencyWindow time.Duration
+	logger            *slog.Logger
 }
 
 type gateway struct {
 	url string
 	ns  *server.Server
 	cfg config
+
+	mu    sync.Mutex
+	conns map[string]*nats.Conn // by service, for leak checks
 }
 
 // startGateway runs ingest, lifecycle and dispatch against a fresh
@@ -126,11 +130,21 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{url: "http://" + ln.Addr().String(), ns: ns, cfg: cfg}
+	g := &gateway{url: "http://" + ln.Addr().String(), ns: ns, cfg: cfg, conns: map[string]*nats.Conn{}}
+	log := quiet
+	if o.logger != nil {
+		log = o.logger
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- startAll(ctx, cfg, quiet, ln, func(string) (*nats.Conn, error) { return nats.Connect(ns.ClientURL()) })
+		done <- startAll(ctx, cfg, log, ln, func(svc string) (*nats.Conn, error) {
+			nc, err := nats.Connect(ns.ClientURL())
+			g.mu.Lock()
+			g.conns[svc] = nc
+			g.mu.Unlock()
+			return nc, err
+		})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -253,6 +267,15 @@ func (g *gateway) request(t testing.TB, method, path, contentType string, body [
 		}
 	}
 	return r
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // post sends body as JSON.

@@ -1,0 +1,96 @@
+package dispatch_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/bus/bustest"
+	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/services/dispatch"
+)
+
+const ch = "06J0FZG1Y8XGG14VTQ4Y3G10MR"
+
+func recorded(op string, applied bool, version uint32) *busv1.EventRecorded {
+	thing := "db-1"
+	return &busv1.EventRecorded{
+		Envelope:    &busv1.Envelope{Id: bus.EventMsgID(ch, op, "cmd-"+op), ChannelId: ch, EventId: "ev", OpId: op, SchemaVersion: 1},
+		Route:       "update",
+		CommandId:   "cmd-" + op,
+		Fingerprint: "fp-" + op,
+		Applied:     applied,
+		Version:     version,
+		State:       &apiv1.Event{EventId: "ev", ChannelId: ch, ThingId: &thing, EventState: "ONGOING", Version: version},
+		OpCreatedAt: 42,
+	}
+}
+
+// TestOutcomes checks that every domain event completes its op record: accepted ops and late
+// (not applied) ones alike, with the ids, version and state the caller is answered with.
+func TestOutcomes(t *testing.T) {
+	t.Parallel()
+	_, nc, js := bustest.Provisioned(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- dispatch.Run(ctx, dispatch.Config{Workers: 4}, dispatch.Deps{NC: nc, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dispatch.Run: %v", err)
+		}
+	})
+	for _, rec := range []*busv1.EventRecorded{recorded("op-a", true, 2), recorded("op-late", false, 2)} {
+		data, err := proto.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(t.Context(), bus.EventSubject(ch, "ev"), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		op      string
+		applied bool
+	}{{"op-a", true}, {"op-late", false}} {
+		var rec busv1.OpRecord
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			e, err := kv.Get(t.Context(), bus.OpKey(ch, tt.op))
+			if err == nil {
+				if err := proto.Unmarshal(e.Value(), &rec); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+			if !errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline) {
+				t.Fatalf("outcome of %s: %v", tt.op, err)
+			}
+			select {
+			case <-time.After(10 * time.Millisecond):
+			case <-t.Context().Done():
+				t.Fatal(t.Context().Err())
+			}
+		}
+		res := rec.GetOutcome().GetResult()
+		if rec.GetState() != busv1.OpState_OP_STATE_DONE || rec.GetOutcome().GetHttpStatus() != 200 ||
+			rec.GetFingerprint() != "fp-"+tt.op || rec.GetCommandId() != "cmd-"+tt.op || rec.GetCreatedAt() != 42 ||
+			res.GetEventId() != "ev" || res.GetOpId() != tt.op || res.GetThingId() != "db-1" || res.GetVersion() != 2 ||
+			!res.GetAccepted() || res.GetApplied() != tt.applied || res.GetDelivery() == nil {
+			t.Fatalf("%s: record %v", tt.op, &rec)
+		}
+	}
+}
