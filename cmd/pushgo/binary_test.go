@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"pushgo.dev/gateway/proto/bus/bustest"
 )
 
@@ -140,10 +143,29 @@ func TestServeSurvivesRestart(t *testing.T) {
 	g.mustOK(t, "/event/update", opBody(ch, ev, obj{"op_id": "restart-update"}))
 	p.stop(t)
 
-	addr = freeAddr(t)
-	p = start(t, "serve", "--data-dir", dir, "--http-addr", addr, "--grpc-addr", "")
+	// Second life: also expose the embedded NATS, and probe health the way a container does.
+	addr, natsAddr := freeAddr(t), freeAddr(t)
+	p = start(t, "serve", "--data-dir", dir, "--http-addr", addr, "--grpc-addr", "", "--nats-listen", natsAddr)
 	g = &gateway{url: "http://" + addr}
 	g.waitReady(t)
+	if out, err := exec.Command(pushgoBinary(t), "healthcheck", "--http-addr", addr).CombinedOutput(); err != nil {
+		t.Fatalf("healthcheck: %v %s", err, out)
+	}
+	if err := exec.Command(pushgoBinary(t), "healthcheck", "--http-addr", freeAddr(t)).Run(); err == nil {
+		t.Fatal("healthcheck of nothing succeeded")
+	}
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatalf("--nats-listen: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := js.Stream(t.Context(), "PUSHGO_EVENTS"); err != nil || st.CachedInfo().State.Msgs != 2 {
+		t.Fatalf("event store over --nats-listen: %v", err)
+	}
 	if st := g.mustOK(t, "/event/get", obj{"channel_id": ch, "password": "secret-123", "event_id": ev}); st["version"] != 2.0 || st["status"] != "progress" {
 		t.Fatalf("state after restart = %v", st)
 	}

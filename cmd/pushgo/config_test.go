@@ -1,0 +1,57 @@
+package main
+
+import (
+	"io"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"PUSHGO_TOKEN": "from-env", "PUSHGO_DISPATCH_WAIT": "2s", "PUSHGO_HTTP_ADDR": "127.0.0.1:1"}
+	getenv := func(k string) string { return env[k] }
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr bool
+		check   func(t *testing.T, c config)
+	}{
+		{"env sets defaults", []string{"serve"}, false, func(t *testing.T, c config) {
+			if c.ingest.Token != "from-env" || c.ingest.DispatchWait != 2*time.Second || c.ingest.HTTPAddr != "127.0.0.1:1" || c.bus.Replicas != 1 {
+				t.Fatalf("%+v", c.ingest)
+			}
+		}},
+		{"flags win over env", []string{"serve", "--token", "flag", "--dispatch-wait", "1s"}, false, func(t *testing.T, c config) {
+			if c.ingest.Token != "flag" || c.ingest.DispatchWait != time.Second {
+				t.Fatalf("%+v", c.ingest)
+			}
+		}},
+		{"bus options reach every service", []string{"lifecycle", "--replicas", "3", "--idempotency-window", "1h"}, false, func(t *testing.T, c config) {
+			if c.lifecycle.Bus.Replicas != 3 || c.dispatch.Bus.IdempotencyWindow != time.Hour || c.ingest.Bus.Replicas != 3 {
+				t.Fatalf("%+v", c.bus)
+			}
+		}},
+		{"healthcheck needs no service settings", []string{"healthcheck", "--http-addr", "127.0.0.1:9"}, false, func(t *testing.T, c config) {
+			if c.checkURL != "127.0.0.1:9" {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{"no command", nil, true, nil},
+		{"unknown command", []string{"launch"}, true, nil},
+		{"unknown flag", []string{"serve", "--nope"}, true, nil},
+		{"stray argument", []string{"dispatch", "extra"}, true, nil},
+		{"bad replicas", []string{"ingest", "--replicas", "7"}, true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseConfig(tt.args, getenv, io.Discard)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
