@@ -87,10 +87,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "text", "text or json (to stderr)")
 
+	var inboxCap int
 	busFlags := func(defReplicas int) {
 		num(&c.bus.Replicas, "replicas", defReplicas, "replicas of every stream and bucket (3 in a 3-node cluster); give every service the same value")
 		dur(&c.bus.IdempotencyWindow, "idempotency-window", bus.DefaultIdempotencyWindow, "how long an op_id is remembered")
 		dur(&c.bus.EventsMaxAge, "events-max-age", bus.DefaultEventsMaxAge, "how long the event store keeps events")
+		dur(&c.bus.InboxMaxAge, "inbox-max-age", bus.DefaultInboxMaxAge, "how long an unacknowledged inbox item is kept")
+		num(&inboxCap, "inbox-per-device", bus.DefaultInboxPerDevice, "items kept per device inbox; beyond it the oldest is dropped")
+	}
+	boolean := func(p *bool, name string, help string) {
+		v, _ := strconv.ParseBool(env(name, "false"))
+		fs.BoolVar(p, name, v, help)
+	}
+	var allowPrivate bool
+	dispatchFlags := func() {
+		dur(&c.dispatch.Budget, "delivery-budget", dispatch.DefaultBudget, "time to deliver one op to all targets, retries included (serve: 4/5 of --dispatch-wait unless set)")
 	}
 	ingestFlags := func() {
 		str(&c.ingest.HTTPAddr, "http-addr", ingest.DefaultHTTPAddr, "REST API listen address")
@@ -102,14 +113,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	switch c.command {
 	case "serve":
 		ingestFlags()
+		dispatchFlags()
 		busFlags(1)
+		boolean(&allowPrivate, "webhook-allow-private", "accept and call webhooks on loopback and private networks")
 		str(&c.dataDir, "data-dir", "data", "directory of the embedded JetStream store")
 		str(&c.natsListen, "nats-listen", "", `also expose the embedded NATS server on host:port (default: no network listener)`)
 	case "ingest":
 		ingestFlags()
 		busFlags(1)
+		boolean(&allowPrivate, "webhook-allow-private", "accept webhooks on loopback and private networks")
 		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
-	case "lifecycle", "dispatch":
+	case "dispatch":
+		dispatchFlags()
+		busFlags(1)
+		boolean(&allowPrivate, "webhook-allow-private", "call webhooks on loopback and private networks")
+		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	case "lifecycle":
 		busFlags(1)
 		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
 	case "healthcheck":
@@ -134,13 +153,29 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		c.dataDir = abs
 	}
+	c.bus.InboxPerDevice = int64(inboxCap)
+	if c.command == "serve" && !isSet(fs, "delivery-budget") && getenv("PUSHGO_DELIVERY_BUDGET") == "" {
+		// Derived, so that --dispatch-wait alone is enough to tune both.
+		c.dispatch.Budget = c.ingest.DispatchWait * 4 / 5
+	}
 	c.lifecycle.Bus, c.dispatch.Bus, c.ingest.Bus = c.bus, c.bus, c.bus
+	c.ingest.WebhookAllowPrivate, c.dispatch.WebhookAllowPrivate = allowPrivate, allowPrivate
 	return c, c.validate()
+}
+
+// isSet reports whether a flag was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func (c config) validate() error {
 	if c.command == "healthcheck" {
 		return nil
+	}
+	if c.command == "serve" && c.dispatch.Budget >= c.ingest.DispatchWait {
+		return fmt.Errorf("--delivery-budget (%s) must be below --dispatch-wait (%s) for callers to get delivery outcomes", c.dispatch.Budget, c.ingest.DispatchWait)
 	}
 	if c.bus.Replicas < 1 || c.bus.Replicas > 5 {
 		return fmt.Errorf("--replicas must be 1 to 5, not %d", c.bus.Replicas)

@@ -20,6 +20,9 @@ func TestParseConfig(t *testing.T) {
 			if c.ingest.Token != "from-env" || c.ingest.DispatchWait != 2*time.Second || c.ingest.HTTPAddr != "127.0.0.1:1" || c.bus.Replicas != 1 {
 				t.Fatalf("%+v", c.ingest)
 			}
+			if c.dispatch.Budget != 1600*time.Millisecond {
+				t.Fatalf("delivery budget %s is not derived from the dispatch wait", c.dispatch.Budget)
+			}
 		}},
 		{"flags win over env", []string{"serve", "--token", "flag", "--dispatch-wait", "1s"}, false, func(t *testing.T, c config) {
 			if c.ingest.Token != "flag" || c.ingest.DispatchWait != time.Second {
@@ -41,6 +44,12 @@ func TestParseConfig(t *testing.T) {
 		{"unknown flag", []string{"serve", "--nope"}, true, nil},
 		{"stray argument", []string{"dispatch", "extra"}, true, nil},
 		{"bad replicas", []string{"ingest", "--replicas", "7"}, true, nil},
+		{"budget beyond the wait", []string{"serve", "--delivery-budget", "3s"}, true, nil},
+		{"inbox cap", []string{"dispatch", "--inbox-per-device", "3", "--webhook-allow-private"}, false, func(t *testing.T, c config) {
+			if c.dispatch.Bus.InboxPerDevice != 3 || !c.dispatch.WebhookAllowPrivate || c.dispatch.Budget != 4*time.Second {
+				t.Fatalf("%+v", c.dispatch)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

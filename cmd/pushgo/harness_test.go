@@ -93,6 +93,10 @@ type gatewayOpts struct {
 	retryBudget       time.Duration
 	idempotencyWindow time.Duration
 	logger            *slog.Logger
+	allowPrivate      bool
+	inboxPerDevice    int64
+	keepAlive         time.Duration
+	deliveryBudget    time.Duration
 }
 
 type gateway struct {
@@ -117,15 +121,24 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	cfg.ingest.GRPCAddr = ""
 	if o.dispatchWait > 0 {
 		cfg.ingest.DispatchWait = o.dispatchWait
+		cfg.dispatch.Budget = o.dispatchWait * 4 / 5
 	}
+	if o.deliveryBudget > 0 {
+		cfg.dispatch.Budget = o.deliveryBudget
+	}
+	cfg.ingest.WebhookAllowPrivate, cfg.dispatch.WebhookAllowPrivate = o.allowPrivate, o.allowPrivate
+	cfg.ingest.StreamKeepAlive = o.keepAlive
 	cfg.ingest.RetryBudget = time.Second
 	if o.retryBudget > 0 {
 		cfg.ingest.RetryBudget = o.retryBudget
 	}
 	if o.idempotencyWindow > 0 {
 		cfg.bus.IdempotencyWindow = o.idempotencyWindow
-		cfg.ingest.Bus, cfg.lifecycle.Bus, cfg.dispatch.Bus = cfg.bus, cfg.bus, cfg.bus
 	}
+	if o.inboxPerDevice > 0 {
+		cfg.bus.InboxPerDevice = o.inboxPerDevice
+	}
+	cfg.ingest.Bus, cfg.lifecycle.Bus, cfg.dispatch.Bus = cfg.bus, cfg.bus, cfg.bus
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -56,6 +56,16 @@ const (
 	OpsUpdates = "$KV." + BucketOps + ".>"
 )
 
+// Core NATS (not persisted) subjects.
+const (
+	// RedriveSubject is where ingest asks dispatch to deliver an op again to the targets that
+	// failed (request/reply, one dispatch instance of QueueDispatch answers). A lost request
+	// only means the client's retry asks again.
+	RedriveSubject = "pushgo.redrive"
+	// QueueDispatch is the queue group of dispatch instances on RedriveSubject.
+	QueueDispatch = "dispatch"
+)
+
 // Message headers beyond JetStream's own.
 const (
 	// HeaderRedrive marks a command republished for a repeat of a pending op; lifecycle then

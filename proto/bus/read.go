@@ -76,13 +76,32 @@ func LastMsg(ctx context.Context, nc *nats.Conn, stream, subject string) (*Msg, 
 // History calls fn for every message on subject in stream order, starting at sequence from.
 // It uses batched direct gets (no consumer is created), so a replica may answer.
 func History(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64, fn func(*Msg) error) error {
+	return Range(ctx, nc, stream, subject, from, 0, fn)
+}
+
+// Range is History stopped after limit messages (0: no limit).
+func Range(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64, limit int, fn func(*Msg) error) error {
 	const batch = 256
 	seq := max(from, 1)
+	left := limit
 	for {
-		req := directRequest{Seq: seq, NextFor: subject, Batch: batch}
-		eob, err := directGet(ctx, nc, stream, req, fn)
+		n := batch
+		if limit > 0 {
+			n = min(batch, left)
+		}
+		req := directRequest{Seq: seq, NextFor: subject, Batch: n}
+		got := 0
+		eob, err := directGet(ctx, nc, stream, req, func(m *Msg) error {
+			got++
+			return fn(m)
+		})
 		if err != nil || eob.numPending == 0 || eob.lastSeq == 0 {
 			return err
+		}
+		if limit > 0 {
+			if left -= got; left <= 0 {
+				return nil
+			}
 		}
 		seq = eob.lastSeq + 1
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/services/dispatch/internal/directory"
 	"pushgo.dev/gateway/services/dispatch/internal/push"
 )
 
@@ -27,20 +28,33 @@ const (
 	// DefaultAckWait is how long a domain event may stay unacknowledged before JetStream hands
 	// it to another instance.
 	DefaultAckWait = 30 * time.Second
-	maxAckPending  = 8192
+	// DefaultBudget bounds the delivery of one op, webhook retries included; it is shorter
+	// than ingest's 5 s dispatch wait so that callers get the outcome in the same request.
+	DefaultBudget = 4 * time.Second
+	// DefaultWebhookTimeout bounds one webhook attempt.
+	DefaultWebhookTimeout = 2 * time.Second
+	maxAckPending         = 8192
+	// maxInboxInFlight bounds the inbox appends awaiting their ack (a 1000-device channel
+	// makes 1000 per op).
+	maxInboxInFlight = 32768
 )
 
 // Config configures one dispatch instance.
 type Config struct {
 	Workers int
 	AckWait time.Duration
+	// Budget bounds the delivery of one op to all its targets.
+	Budget         time.Duration
+	WebhookTimeout time.Duration
+	// WebhookAllowPrivate permits webhooks to loopback and private networks (tests, LANs).
+	WebhookAllowPrivate bool
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
 }
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
-	if c.Workers < 0 || c.AckWait < 0 {
+	if c.Workers < 0 || c.AckWait < 0 || c.Budget < 0 || c.WebhookTimeout < 0 {
 		return errors.New("dispatch: workers and ack wait must not be negative")
 	}
 	return nil
@@ -59,7 +73,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return err
 	}
 	log := cmp.Or(deps.Logger, slog.Default()).With("service", "dispatch")
-	js, err := jetstream.New(deps.NC)
+	js, err := jetstream.New(deps.NC, jetstream.WithPublishAsyncMaxPending(maxInboxInFlight))
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
@@ -78,11 +92,26 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("dispatch: consumer: %w", err)
 	}
-	ops, err := js.KeyValue(ctx, bus.BucketOps)
+	dirCtx, stopDir := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDir()
+	dir, err := directory.Start(dirCtx, js, log)
 	if err != nil {
-		return fmt.Errorf("dispatch: ops bucket: %w", err)
+		return fmt.Errorf("dispatch: %w", err)
 	}
-	h := push.New(ops, log)
+	h, err := push.New(ctx, js, dir, push.Config{
+		Budget:              cmp.Or(cfg.Budget, DefaultBudget),
+		WebhookTimeout:      cmp.Or(cfg.WebhookTimeout, DefaultWebhookTimeout),
+		WebhookAllowPrivate: cfg.WebhookAllowPrivate,
+		WebhookParallel:     32,
+	}, log)
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	redrive, err := deps.NC.QueueSubscribe(bus.RedriveSubject, bus.QueueDispatch, h.Redrive)
+	if err != nil {
+		return fmt.Errorf("dispatch: subscribe %s: %w", bus.RedriveSubject, err)
+	}
+	defer func() { _ = redrive.Unsubscribe() }()
 	log.Info("dispatch running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
 	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
 }

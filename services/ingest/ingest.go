@@ -21,10 +21,13 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
+	"pushgo.dev/gateway/services/ingest/internal/devices"
 	"pushgo.dev/gateway/services/ingest/internal/grpcapi"
 	"pushgo.dev/gateway/services/ingest/internal/httpapi"
+	"pushgo.dev/gateway/services/ingest/internal/inbox"
 	"pushgo.dev/gateway/services/ingest/internal/ops"
 	"pushgo.dev/gateway/services/ingest/internal/reader"
 )
@@ -55,6 +58,10 @@ type Config struct {
 	DispatchWait  time.Duration
 	RetryBudget   time.Duration
 	ShutdownGrace time.Duration
+	// WebhookAllowPrivate accepts webhook URLs on loopback and private networks.
+	WebhookAllowPrivate bool
+	// StreamKeepAlive is the keep-alive interval of idle SSE and WebSocket streams.
+	StreamKeepAlive time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
 }
@@ -102,17 +109,34 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	defer func() { _ = sub.Close() }()
 
+	devs, err := devices.New(ctx, js, chans, webhook.URLPolicy{AllowPrivate: cfg.WebhookAllowPrivate}, budget, log)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	box, err := inbox.New(ctx, deps.NC, js)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+
 	token := auth.NewToken(cfg.Token)
 	interceptor := grpcapi.Interceptor(token, log)
 	grpcServer := grpc.NewServer(grpc.UnaryInterceptor(interceptor))
 	inline := grpcapi.NewInline(interceptor)
 	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js)}
-	channelsAPI := &grpcapi.Channels{Store: chans}
+	channelsAPI := &grpcapi.Channels{Store: chans, Devices: devs}
+	devicesAPI := &grpcapi.Devices{Store: devs}
+	messagesAPI := &grpcapi.Messages{Devices: devs, Inbox: box}
 	for _, reg := range []grpc.ServiceRegistrar{grpcServer, inline} {
 		apiv1.RegisterEventServiceServer(reg, events)
 		apiv1.RegisterChannelServiceServer(reg, channelsAPI)
+		apiv1.RegisterDeviceServiceServer(reg, devicesAPI)
+		apiv1.RegisterMessageServiceServer(reg, messagesAPI)
 	}
-	handler, err := httpapi.New(ctx, inline, httpapi.Options{Token: token, Ready: ready(deps.NC, js), Logger: log})
+	streamsDone := make(chan struct{})
+	handler, err := httpapi.New(ctx, inline, httpapi.Options{
+		Token: token, Ready: ready(deps.NC, js), Logger: log,
+		Streams: streams{devs, box}, KeepAlive: cfg.StreamKeepAlive, Done: streamsDone,
+	})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -149,6 +173,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	g.Go(func() error {
 		<-gctx.Done()
+		close(streamsDone) // live streams end now; requests in flight get the grace
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 		defer cancel()
 		stopped := make(chan struct{})
@@ -165,6 +190,12 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// streams serves the live inbox routes from the device store and the inbox.
+type streams struct {
+	*devices.Store
+	*inbox.Inbox
 }
 
 // ready checks that the broker is connected and the streams exist.

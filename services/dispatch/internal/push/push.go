@@ -1,18 +1,27 @@
 // Package push turns domain events into pushes and op outcomes. For every domain event of
-// PUSHGO_EVENTS it resolves the op's targets, delivers to them and records the op's final
-// outcome in pushgo_ops, which is how the waiting ingest request learns its answer.
+// PUSHGO_EVENTS it resolves the op's targets (the channel's subscribers at dispatch time),
+// delivers to each — the device's inbox stream, a signed webhook, or a provider — keeps one
+// receipt per target, and records the op's outcome in pushgo_ops (200, or 503
+// dispatch_partial_failure when a target failed), which is how the waiting ingest request
+// learns its answer. A repeat of a 503 op asks it (Redrive) to retry the failed targets only.
 //
-// Targets are not delivered yet: every op completes with delivery {0, 0, 0}. The delivery
-// issue adds targets behind deliver without changing how outcomes are recorded.
+// Every delivery of one op to one device carries the same delivery id, derived from the op and
+// the device: a domain event redelivered after a crash appends no second inbox item
+// (Nats-Msg-Id) and re-sends webhooks under the same X-Pushgo-Delivery-Id.
 package push
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -21,22 +30,63 @@ import (
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 )
 
-// Handler handles domain event messages. It is safe for concurrent use.
-type Handler struct {
-	ops jetstream.KeyValue
-	log *slog.Logger
-	now func() int64
+// Routes of a device.
+const (
+	RoutePrivate = "private"
+	RouteWebhook = "webhook"
+	RouteAPNs    = "apns"
+	RouteFCM     = "fcm"
+)
+
+// Config tunes delivery.
+type Config struct {
+	// Budget bounds the delivery of one op to all its targets, retries included. It must be
+	// shorter than ingest's dispatch wait for callers to get the outcome in one request.
+	Budget time.Duration
+	// WebhookTimeout bounds one webhook attempt.
+	WebhookTimeout time.Duration
+	// WebhookAllowPrivate permits webhooks to loopback and private networks.
+	WebhookAllowPrivate bool
+	// WebhookParallel bounds the webhooks of one op sent at once.
+	WebhookParallel int
 }
 
-// New returns a handler recording outcomes in ops.
-func New(ops jetstream.KeyValue, log *slog.Logger) *Handler {
-	return &Handler{ops: ops, log: log, now: func() int64 { return time.Now().UnixMilli() }}
+// targets resolves an op's recipients; *directory.Directory implements it.
+type targets interface {
+	Targets(channelID string) []*busv1.DeviceRecord
+	Device(key string) *busv1.DeviceRecord
+}
+
+// Handler delivers domain events. It is safe for concurrent use.
+type Handler struct {
+	cfg    Config
+	js     jetstream.JetStream
+	ops    jetstream.KeyValue
+	events jetstream.Stream
+	dir    targets
+	hooks  *webhookSender
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New returns a handler. js must allow enough outstanding async publishes for a channel's
+// private subscribers (jetstream.WithPublishAsyncMaxPending).
+func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, log *slog.Logger) (*Handler, error) {
+	ops, err := js.KeyValue(ctx, bus.BucketOps)
+	if err != nil {
+		return nil, fmt.Errorf("ops bucket: %w", err)
+	}
+	events, err := js.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("events stream: %w", err)
+	}
+	return &Handler{cfg: cfg, js: js, ops: ops, events: events, dir: dir, hooks: newWebhookSender(cfg), log: log, now: time.Now}, nil
 }
 
 // Handle delivers one domain event and records its op's outcome, then acks. A broker failure
 // naks the message for a later redelivery; an undecodable one is terminated and logged.
 func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Budget+15*time.Second)
 	defer cancel()
 	rec := &busv1.EventRecorded{}
 	if err := proto.Unmarshal(m.Data(), rec); err != nil {
@@ -44,7 +94,13 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.TermWithReason("undecodable domain event")
 		return
 	}
-	if err := h.complete(ctx, rec); err != nil {
+	md, err := m.Metadata()
+	if err != nil {
+		h.log.Error("domain event without metadata", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	if err := h.handle(ctx, rec, md); err != nil {
 		h.log.Warn("domain event will be retried", "op", rec.GetEnvelope().GetId(), "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
@@ -54,11 +110,155 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 	}
 }
 
-func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded) error {
+func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jetstream.MsgMetadata) error {
+	if md.NumDelivered > 1 {
+		// Another instance may have finished this op and died before acking.
+		prior, err := h.record(ctx, rec.GetEnvelope())
+		if err != nil {
+			return err
+		}
+		if prior.GetCommandId() == rec.GetCommandId() && prior.GetState() == busv1.OpState_OP_STATE_DONE {
+			return nil
+		}
+	}
+	var receipts []*busv1.Receipt
+	if rec.GetApplied() { // late ops are recorded, not pushed
+		receipts = h.deliver(ctx, rec, h.dir.Targets(rec.GetEnvelope().GetChannelId()))
+	}
+	_, err := h.complete(ctx, rec, md.Sequence.Stream, receipts)
+	return err
+}
+
+// Redrive answers requests to retry the failed targets of a 503 op (core NATS, queue group):
+// it delivers the op again to them only, records the new outcome and replies with the op
+// record (empty when there was nothing to redrive).
+func (h *Handler) Redrive(m *nats.Msg) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Budget+10*time.Second)
+		defer cancel()
+		reply, err := h.redrive(ctx, m.Data)
+		if err != nil {
+			h.log.Warn("redrive failed", "err", err)
+		}
+		_ = m.Respond(reply)
+	}()
+}
+
+func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
+	req := &busv1.RedriveRequest{}
+	if err := proto.Unmarshal(data, req); err != nil {
+		return nil, err
+	}
+	prior, err := h.record(ctx, &busv1.Envelope{ChannelId: req.GetChannelId(), OpId: req.GetOpId()})
+	if err != nil || prior == nil || prior.GetCommandId() != req.GetCommandId() ||
+		prior.GetState() != busv1.OpState_OP_STATE_DONE || prior.GetEventSeq() == 0 {
+		return nil, err
+	}
+	msg, err := h.events.GetMsg(ctx, prior.GetEventSeq())
+	if err != nil {
+		return nil, fmt.Errorf("load domain event %d: %w", prior.GetEventSeq(), err)
+	}
+	rec := &busv1.EventRecorded{}
+	if err := proto.Unmarshal(msg.Data, rec); err != nil {
+		return nil, err
+	}
+	var keep, retry []*busv1.Receipt
+	var again []*busv1.DeviceRecord
+	for _, r := range prior.GetReceipts() {
+		dev := h.dir.Device(r.GetDeviceKey())
+		switch {
+		case r.GetStatus() == busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED:
+			keep = append(keep, r)
+		case dev == nil || dev.GetReplacedBy() != "":
+			retry = append(retry, failed(r.GetDeviceKey(), r.GetRoute(), r.GetDeliveryId(), "device_gone", int(r.GetAttempts()), h.now()))
+		default:
+			again = append(again, dev)
+		}
+	}
+	receipts := append(append(keep, retry...), h.deliver(ctx, rec, again)...)
+	out, err := h.complete(ctx, rec, prior.GetEventSeq(), receipts)
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(out)
+}
+
+// deliver pushes one op to targets concurrently and returns a receipt per target, in order.
+func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets []*busv1.DeviceRecord) []*busv1.Receipt {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Budget)
+	defer cancel()
+	receipts := make([]*busv1.Receipt, len(targets))
+	type pending struct {
+		i   int
+		ack jetstream.PubAckFuture
+	}
+	var inbox []pending
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(h.cfg.WebhookParallel, 1))
+	sentAt := h.now()
+	for i, dev := range targets {
+		key, route := dev.GetDeviceKey(), dev.GetChannelType()
+		id := DeliveryID(rec.GetEnvelope().GetId(), key)
+		data := dataMap(rec, id, sentAt.UnixMilli())
+		switch route {
+		case RoutePrivate:
+			msg, err := proto.Marshal(&busv1.InboxMessage{DeliveryId: id, ChannelId: rec.GetEnvelope().GetChannelId(),
+				EventId: rec.GetEnvelope().GetEventId(), Data: data, SentAt: sentAt.UnixMilli()})
+			if err != nil {
+				receipts[i] = failed(key, route, id, "encode_failed", 1, sentAt)
+				continue
+			}
+			f, err := h.js.PublishAsync(bus.InboxSubject(key), msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(bus.StreamInbox),
+				jetstream.WithStallWait(h.cfg.Budget))
+			if err != nil {
+				receipts[i] = failed(key, route, id, "inbox_unavailable", 1, sentAt)
+				continue
+			}
+			inbox = append(inbox, pending{i, f})
+		case RouteWebhook:
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), dev.GetWebhookSecret(), id, rec.GetEnvelope().GetChannelId(), data)
+				if reason != "" {
+					receipts[i] = failed(key, route, id, reason, attempts, h.now())
+					return
+				}
+				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
+					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
+			}()
+		default: // apns, fcm: no provider credentials yet
+			receipts[i] = failed(key, route, id, "provider_not_configured", 0, sentAt)
+		}
+	}
+	for _, p := range inbox {
+		key, id := targets[p.i].GetDeviceKey(), DeliveryID(rec.GetEnvelope().GetId(), targets[p.i].GetDeviceKey())
+		select {
+		case <-p.ack.Ok():
+			receipts[p.i] = &busv1.Receipt{DeviceKey: key, Route: RoutePrivate, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
+				DeliveryId: id, Attempts: 1, At: h.now().UnixMilli()}
+		case err := <-p.ack.Err():
+			h.log.Warn("inbox append failed", "device", key, "err", err)
+			receipts[p.i] = failed(key, RoutePrivate, id, "inbox_unavailable", 1, h.now())
+		case <-ctx.Done():
+			receipts[p.i] = failed(key, RoutePrivate, id, "inbox_timeout", 1, h.now())
+		}
+	}
+	wg.Wait()
+	return receipts
+}
+
+// complete records the op's outcome from its receipts and returns the record written.
+func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq uint64, receipts []*busv1.Receipt) (*busv1.OpRecord, error) {
 	env := rec.GetEnvelope()
-	delivery := &apiv1.Delivery{}
-	if rec.GetApplied() {
-		delivery = h.deliver(ctx, rec)
+	delivery := &apiv1.Delivery{Targets: uint32(len(receipts))}
+	for _, r := range receipts {
+		if r.GetStatus() == busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED {
+			delivery.Delivered++
+		} else {
+			delivery.Failed++
+		}
 	}
 	state := rec.GetState()
 	result := &apiv1.EventOpResult{
@@ -76,20 +276,44 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded) error 
 	if delivery.GetFailed() > 0 {
 		out.HttpStatus = http.StatusServiceUnavailable
 		out.ErrorCode = "dispatch_partial_failure"
-		out.Error = fmt.Sprintf("%d of %d targets did not receive the push", delivery.GetFailed(), delivery.GetTargets())
+		out.Error = fmt.Sprintf("%d of %d targets did not receive the push; repeat the op_id to retry them", delivery.GetFailed(), delivery.GetTargets())
 	}
-	now := h.now()
-	data, err := proto.Marshal(bus.DoneRecord(env, rec.GetRoute(), rec.GetCommandId(), rec.GetFingerprint(), rec.GetOpCreatedAt(), now, out))
+	op := bus.DoneRecord(env, rec.GetRoute(), rec.GetCommandId(), rec.GetFingerprint(), rec.GetOpCreatedAt(), h.now().UnixMilli(), out)
+	op.Receipts, op.EventSeq = receipts, seq
+	data, err := proto.Marshal(op)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := h.ops.Put(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()), data); err != nil {
-		return fmt.Errorf("record outcome of %s: %w", env.GetId(), err)
+		return nil, fmt.Errorf("record outcome of %s: %w", env.GetId(), err)
 	}
-	return nil
+	return op, nil
 }
 
-// deliver pushes an applied op to its targets. No target kind exists yet.
-func (h *Handler) deliver(context.Context, *busv1.EventRecorded) *apiv1.Delivery {
-	return &apiv1.Delivery{}
+// record reads an op record; nil when there is none.
+func (h *Handler) record(ctx context.Context, env *busv1.Envelope) (*busv1.OpRecord, error) {
+	e, err := h.ops.Get(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get op record: %w", err)
+	}
+	rec := &busv1.OpRecord{}
+	if err := proto.Unmarshal(e.Value(), rec); err != nil {
+		return nil, fmt.Errorf("decode op record: %w", err)
+	}
+	return rec, nil
+}
+
+func failed(key, route, id, reason string, attempts int, at time.Time) *busv1.Receipt {
+	return &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_FAILED, Reason: reason,
+		DeliveryId: id, Attempts: uint32(attempts), At: at.UnixMilli()}
+}
+
+// DeliveryID is the id of the delivery of one op (its domain event id) to one device: 32 hex,
+// the same on every attempt.
+func DeliveryID(eventMsgID, deviceKey string) string {
+	sum := sha256.Sum256([]byte("pushgo/delivery-id\x00" + eventMsgID + "\x00" + deviceKey))
+	return hex.EncodeToString(sum[:16])
 }

@@ -87,6 +87,24 @@ var Codes = map[string]Spec{
 	"invalid_limit":                {KindInvalid, http.StatusBadRequest},
 	"invalid_cursor":               {KindInvalid, http.StatusBadRequest},
 
+	// Devices, subscriptions and inboxes (§6.5; PushGo's codes and statuses).
+	"device_key_required":                          {KindInvalid, http.StatusBadRequest},
+	"invalid_device_key":                           {KindInvalid, http.StatusBadRequest},
+	"device_key_not_found":                         {KindInvalid, http.StatusBadRequest},
+	"invalid_platform":                             {KindInvalid, http.StatusBadRequest},
+	"platform_mismatch":                            {KindInvalid, http.StatusBadRequest},
+	"invalid_channel_type":                         {KindInvalid, http.StatusBadRequest},
+	"provider_token_required":                      {KindInvalid, http.StatusBadRequest},
+	"provider_token_forbidden_for_private_channel": {KindInvalid, http.StatusBadRequest},
+	"apns_channel_requires_apple_platform":         {KindInvalid, http.StatusBadRequest},
+	"fcm_channel_requires_android_platform":        {KindInvalid, http.StatusBadRequest},
+	"invalid_provider_token":                       {KindInvalid, http.StatusBadRequest},
+	"invalid_webhook_url":                          {KindInvalid, http.StatusBadRequest},
+	"webhook_url_not_allowed":                      {KindInvalid, http.StatusBadRequest},
+	"channel_binding_invalid":                      {KindInvalid, http.StatusBadRequest},
+	"delivery_id_required":                         {KindInvalid, http.StatusBadRequest},
+	"invalid_delivery_id":                          {KindInvalid, http.StatusBadRequest},
+
 	// Channel (§6.2 step 5).
 	"channel_not_found": {KindNotFound, http.StatusNotFound},
 	"password_mismatch": {KindForbidden, http.StatusForbidden},

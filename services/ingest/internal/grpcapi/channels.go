@@ -5,13 +5,25 @@ import (
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
+	"pushgo.dev/gateway/services/ingest/internal/devices"
 	"pushgo.dev/gateway/services/ingest/internal/validate"
 )
 
 // Channels implements ChannelService.
 type Channels struct {
 	apiv1.UnimplementedChannelServiceServer
-	Store *channels.Store
+	Store   *channels.Store
+	Devices *devices.Store
+}
+
+// Subscribe adds a device to a channel, creating the channel when named instead of given.
+func (s *Channels) Subscribe(ctx context.Context, req *apiv1.SubscribeRequest) (*apiv1.SubscribeResponse, error) {
+	return s.Devices.Subscribe(ctx, req)
+}
+
+// Unsubscribe removes a device from a channel.
+func (s *Channels) Unsubscribe(ctx context.Context, req *apiv1.UnsubscribeRequest) (*apiv1.UnsubscribeResponse, error) {
+	return s.Devices.Unsubscribe(ctx, req)
 }
 
 // Create makes a channel.

@@ -37,6 +37,12 @@ type Options struct {
 	// Ready reports whether the service can serve (NATS reachable, streams present).
 	Ready  func(context.Context) error
 	Logger *slog.Logger
+	// Streams serves /device/stream (SSE) and /device/ws; nil answers them 404.
+	Streams Streams
+	// KeepAlive is the keep-alive interval of idle streams (DefaultKeepAlive when 0).
+	KeepAlive time.Duration
+	// Done, when closed, ends the open streams (the server is shutting down).
+	Done <-chan struct{}
 }
 
 type handler struct {
@@ -69,9 +75,17 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 	if err := apiv1.RegisterChannelServiceHandlerClient(ctx, mux, apiv1.NewChannelServiceClient(conn)); err != nil {
 		return nil, err
 	}
+	if err := apiv1.RegisterDeviceServiceHandlerClient(ctx, mux, apiv1.NewDeviceServiceClient(conn)); err != nil {
+		return nil, err
+	}
+	if err := apiv1.RegisterMessageServiceHandlerClient(ctx, mux, apiv1.NewMessageServiceClient(conn)); err != nil {
+		return nil, err
+	}
 	routes, err := jsonRoutes(
 		apiv1.File_pushgo_api_v1_event_proto.Services().ByName("EventService"),
 		apiv1.File_pushgo_api_v1_channel_proto.Services().ByName("ChannelService"),
+		apiv1.File_pushgo_api_v1_device_proto.Services().ByName("DeviceService"),
+		apiv1.File_pushgo_api_v1_device_proto.Services().ByName("MessageService"),
 	)
 	if err != nil {
 		return nil, err
@@ -112,6 +126,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// 1. Gateway token.
 	if !h.opts.Token.Check(r.Header.Get("Authorization")) {
 		writeError(w, apierr.New("authentication_failed", "authentication failed: send Authorization: Bearer <token>"))
+		return
+	}
+	switch r.URL.Path {
+	case "/device/stream":
+		h.sse(w, r)
+		return
+	case "/device/ws":
+		h.ws(w, r)
 		return
 	}
 	// 2. Body size.

@@ -50,6 +50,7 @@ type Config struct {
 // Submitter runs ops. It is safe for concurrent use; Close it to drop its subscription.
 type Submitter struct {
 	cfg Config
+	nc  *nats.Conn
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 	sub *nats.Subscription
@@ -65,7 +66,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 	if err != nil {
 		return nil, fmt.Errorf("ops bucket: %w", err)
 	}
-	s := &Submitter{cfg: cfg, js: js, kv: kv, log: log, waiters: map[string][]chan *busv1.OpRecord{}}
+	s := &Submitter{cfg: cfg, nc: nc, js: js, kv: kv, log: log, waiters: map[string][]chan *busv1.OpRecord{}}
 	s.sub, err = nc.Subscribe(bus.OpsUpdates, s.onUpdate)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", bus.OpsUpdates, err)
@@ -93,6 +94,9 @@ func (s *Submitter) Submit(ctx context.Context, op Op) (*busv1.Outcome, error) {
 		return nil, err
 	}
 	if rec.GetState() == busv1.OpState_OP_STATE_DONE {
+		if rec.GetOutcome().GetErrorCode() == "dispatch_partial_failure" {
+			return s.redrive(ctx, op, rec)
+		}
 		return rec.GetOutcome(), nil
 	}
 	if err := s.publish(ctx, op, rec, repeat); err != nil {
@@ -111,6 +115,35 @@ func (s *Submitter) Submit(ctx context.Context, op Op) (*busv1.Outcome, error) {
 	case <-ctx.Done():
 		return nil, apierr.New("unavailable", "request cancelled before the op's outcome was known")
 	}
+}
+
+// redrive asks dispatch to deliver a 503 op again to its failed targets only and returns the
+// new outcome. With no dispatch instance to ask, the recorded outcome stands.
+func (s *Submitter) redrive(ctx context.Context, op Op, rec *busv1.OpRecord) (*busv1.Outcome, error) {
+	data, err := proto.Marshal(&busv1.RedriveRequest{ChannelId: op.ChannelID, OpId: op.OpID, CommandId: rec.GetCommandId()})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.DispatchWait)
+	defer cancel()
+	reply, err := s.nc.RequestWithContext(rctx, bus.RedriveSubject, data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return rec.GetOutcome(), nil
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		e := apierr.Newf("dispatch_timeout", "the retry of the failed targets did not finish within %s; repeat op_id %q for the outcome", s.cfg.DispatchWait, op.OpID)
+		e.Data = rec.GetOutcome().GetResult()
+		return nil, e
+	case err != nil:
+		return nil, s.unavailable(err)
+	case len(reply.Data) == 0:
+		return rec.GetOutcome(), nil // nothing to redrive (another request is at it)
+	}
+	fresh := &busv1.OpRecord{}
+	if err := proto.Unmarshal(reply.Data, fresh); err != nil {
+		return nil, fmt.Errorf("decode redrive reply: %w", err)
+	}
+	return fresh.GetOutcome(), nil
 }
 
 // record creates the op record, or returns the existing one for a repeat. repeat is true when

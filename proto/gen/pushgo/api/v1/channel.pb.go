@@ -138,6 +138,252 @@ func (x *CreateChannelResponse) GetCreated() bool {
 	return false
 }
 
+// SubscribeRequest names the device and either an existing channel (channel_id + password) or a
+// new one (channel_name + password).
+type SubscribeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceKey     string                 `protobuf:"bytes,1,opt,name=device_key,json=deviceKey,proto3" json:"device_key,omitempty"`
+	ChannelId     string                 `protobuf:"bytes,2,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	ChannelName   string                 `protobuf:"bytes,3,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
+	Password      string                 `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeRequest) Reset() {
+	*x = SubscribeRequest{}
+	mi := &file_pushgo_api_v1_channel_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeRequest) ProtoMessage() {}
+
+func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_api_v1_channel_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_pushgo_api_v1_channel_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SubscribeRequest) GetDeviceKey() string {
+	if x != nil {
+		return x.DeviceKey
+	}
+	return ""
+}
+
+func (x *SubscribeRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *SubscribeRequest) GetChannelName() string {
+	if x != nil {
+		return x.ChannelName
+	}
+	return ""
+}
+
+func (x *SubscribeRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// SubscribeResponse confirms the subscription.
+type SubscribeResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId   string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	ChannelName string                 `protobuf:"bytes,2,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
+	// True when this call created the channel.
+	Created       bool `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
+	Subscribed    bool `protobuf:"varint,4,opt,name=subscribed,proto3" json:"subscribed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse) Reset() {
+	*x = SubscribeResponse{}
+	mi := &file_pushgo_api_v1_channel_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse) ProtoMessage() {}
+
+func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_api_v1_channel_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_pushgo_api_v1_channel_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SubscribeResponse) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *SubscribeResponse) GetChannelName() string {
+	if x != nil {
+		return x.ChannelName
+	}
+	return ""
+}
+
+func (x *SubscribeResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *SubscribeResponse) GetSubscribed() bool {
+	if x != nil {
+		return x.Subscribed
+	}
+	return false
+}
+
+// UnsubscribeRequest names the device and the channel.
+type UnsubscribeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceKey     string                 `protobuf:"bytes,1,opt,name=device_key,json=deviceKey,proto3" json:"device_key,omitempty"`
+	ChannelId     string                 `protobuf:"bytes,2,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnsubscribeRequest) Reset() {
+	*x = UnsubscribeRequest{}
+	mi := &file_pushgo_api_v1_channel_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnsubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnsubscribeRequest) ProtoMessage() {}
+
+func (x *UnsubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_api_v1_channel_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnsubscribeRequest.ProtoReflect.Descriptor instead.
+func (*UnsubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_pushgo_api_v1_channel_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UnsubscribeRequest) GetDeviceKey() string {
+	if x != nil {
+		return x.DeviceKey
+	}
+	return ""
+}
+
+func (x *UnsubscribeRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+// UnsubscribeResponse tells whether the device was subscribed.
+type UnsubscribeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Removed       bool                   `protobuf:"varint,2,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnsubscribeResponse) Reset() {
+	*x = UnsubscribeResponse{}
+	mi := &file_pushgo_api_v1_channel_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnsubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnsubscribeResponse) ProtoMessage() {}
+
+func (x *UnsubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_api_v1_channel_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnsubscribeResponse.ProtoReflect.Descriptor instead.
+func (*UnsubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_pushgo_api_v1_channel_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UnsubscribeResponse) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *UnsubscribeResponse) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
 var File_pushgo_api_v1_channel_proto protoreflect.FileDescriptor
 
 const file_pushgo_api_v1_channel_proto_rawDesc = "" +
@@ -150,9 +396,35 @@ const file_pushgo_api_v1_channel_proto_rawDesc = "" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12!\n" +
 	"\fchannel_name\x18\x02 \x01(\tR\vchannelName\x12\x18\n" +
-	"\acreated\x18\x03 \x01(\bR\acreated2\x81\x01\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\"\x8f\x01\n" +
+	"\x10SubscribeRequest\x12\x1d\n" +
+	"\n" +
+	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x02 \x01(\tR\tchannelId\x12!\n" +
+	"\fchannel_name\x18\x03 \x01(\tR\vchannelName\x12\x1a\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpassword\"\x8f\x01\n" +
+	"\x11SubscribeResponse\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12!\n" +
+	"\fchannel_name\x18\x02 \x01(\tR\vchannelName\x12\x18\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\x12\x1e\n" +
+	"\n" +
+	"subscribed\x18\x04 \x01(\bR\n" +
+	"subscribed\"R\n" +
+	"\x12UnsubscribeRequest\x12\x1d\n" +
+	"\n" +
+	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x02 \x01(\tR\tchannelId\"N\n" +
+	"\x13UnsubscribeResponse\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x18\n" +
+	"\aremoved\x18\x02 \x01(\bR\aremoved2\xe7\x02\n" +
 	"\x0eChannelService\x12o\n" +
-	"\x06Create\x12#.pushgo.api.v1.CreateChannelRequest\x1a$.pushgo.api.v1.CreateChannelResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/channel/createB2Z0pushgo.dev/gateway/proto/gen/pushgo/api/v1;apiv1b\x06proto3"
+	"\x06Create\x12#.pushgo.api.v1.CreateChannelRequest\x1a$.pushgo.api.v1.CreateChannelResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/channel/create\x12m\n" +
+	"\tSubscribe\x12\x1f.pushgo.api.v1.SubscribeRequest\x1a .pushgo.api.v1.SubscribeResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/channel/subscribe\x12u\n" +
+	"\vUnsubscribe\x12!.pushgo.api.v1.UnsubscribeRequest\x1a\".pushgo.api.v1.UnsubscribeResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/channel/unsubscribeB2Z0pushgo.dev/gateway/proto/gen/pushgo/api/v1;apiv1b\x06proto3"
 
 var (
 	file_pushgo_api_v1_channel_proto_rawDescOnce sync.Once
@@ -166,16 +438,24 @@ func file_pushgo_api_v1_channel_proto_rawDescGZIP() []byte {
 	return file_pushgo_api_v1_channel_proto_rawDescData
 }
 
-var file_pushgo_api_v1_channel_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_pushgo_api_v1_channel_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_pushgo_api_v1_channel_proto_goTypes = []any{
 	(*CreateChannelRequest)(nil),  // 0: pushgo.api.v1.CreateChannelRequest
 	(*CreateChannelResponse)(nil), // 1: pushgo.api.v1.CreateChannelResponse
+	(*SubscribeRequest)(nil),      // 2: pushgo.api.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 3: pushgo.api.v1.SubscribeResponse
+	(*UnsubscribeRequest)(nil),    // 4: pushgo.api.v1.UnsubscribeRequest
+	(*UnsubscribeResponse)(nil),   // 5: pushgo.api.v1.UnsubscribeResponse
 }
 var file_pushgo_api_v1_channel_proto_depIdxs = []int32{
 	0, // 0: pushgo.api.v1.ChannelService.Create:input_type -> pushgo.api.v1.CreateChannelRequest
-	1, // 1: pushgo.api.v1.ChannelService.Create:output_type -> pushgo.api.v1.CreateChannelResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
+	2, // 1: pushgo.api.v1.ChannelService.Subscribe:input_type -> pushgo.api.v1.SubscribeRequest
+	4, // 2: pushgo.api.v1.ChannelService.Unsubscribe:input_type -> pushgo.api.v1.UnsubscribeRequest
+	1, // 3: pushgo.api.v1.ChannelService.Create:output_type -> pushgo.api.v1.CreateChannelResponse
+	3, // 4: pushgo.api.v1.ChannelService.Subscribe:output_type -> pushgo.api.v1.SubscribeResponse
+	5, // 5: pushgo.api.v1.ChannelService.Unsubscribe:output_type -> pushgo.api.v1.UnsubscribeResponse
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -192,7 +472,7 @@ func file_pushgo_api_v1_channel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgo_api_v1_channel_proto_rawDesc), len(file_pushgo_api_v1_channel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ChannelService_Create_FullMethodName = "/pushgo.api.v1.ChannelService/Create"
+	ChannelService_Create_FullMethodName      = "/pushgo.api.v1.ChannelService/Create"
+	ChannelService_Subscribe_FullMethodName   = "/pushgo.api.v1.ChannelService/Subscribe"
+	ChannelService_Unsubscribe_FullMethodName = "/pushgo.api.v1.ChannelService/Unsubscribe"
 )
 
 // ChannelServiceClient is the client API for ChannelService service.
@@ -31,6 +33,15 @@ type ChannelServiceClient interface {
 	// Create makes a new channel with a random id. Errors: channel_name_required,
 	// invalid_channel_name, password_required, invalid_password.
 	Create(ctx context.Context, in *CreateChannelRequest, opts ...grpc.CallOption) (*CreateChannelResponse, error)
+	// Subscribe adds a device to a channel; with channel_name and no channel_id it creates the
+	// channel first (as PushGo does). Errors: device_key_required, invalid_device_key,
+	// device_key_not_found, channel_binding_invalid, channel_name_required, invalid_channel_name,
+	// invalid_channel_id, password_required, invalid_password, channel_not_found,
+	// password_mismatch.
+	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (*SubscribeResponse, error)
+	// Unsubscribe removes a device from a channel. Errors: device_key_required,
+	// invalid_device_key, device_key_not_found, channel_id_required, invalid_channel_id.
+	Unsubscribe(ctx context.Context, in *UnsubscribeRequest, opts ...grpc.CallOption) (*UnsubscribeResponse, error)
 }
 
 type channelServiceClient struct {
@@ -51,6 +62,26 @@ func (c *channelServiceClient) Create(ctx context.Context, in *CreateChannelRequ
 	return out, nil
 }
 
+func (c *channelServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (*SubscribeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubscribeResponse)
+	err := c.cc.Invoke(ctx, ChannelService_Subscribe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *channelServiceClient) Unsubscribe(ctx context.Context, in *UnsubscribeRequest, opts ...grpc.CallOption) (*UnsubscribeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnsubscribeResponse)
+	err := c.cc.Invoke(ctx, ChannelService_Unsubscribe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChannelServiceServer is the server API for ChannelService service.
 // All implementations must embed UnimplementedChannelServiceServer
 // for forward compatibility.
@@ -60,6 +91,15 @@ type ChannelServiceServer interface {
 	// Create makes a new channel with a random id. Errors: channel_name_required,
 	// invalid_channel_name, password_required, invalid_password.
 	Create(context.Context, *CreateChannelRequest) (*CreateChannelResponse, error)
+	// Subscribe adds a device to a channel; with channel_name and no channel_id it creates the
+	// channel first (as PushGo does). Errors: device_key_required, invalid_device_key,
+	// device_key_not_found, channel_binding_invalid, channel_name_required, invalid_channel_name,
+	// invalid_channel_id, password_required, invalid_password, channel_not_found,
+	// password_mismatch.
+	Subscribe(context.Context, *SubscribeRequest) (*SubscribeResponse, error)
+	// Unsubscribe removes a device from a channel. Errors: device_key_required,
+	// invalid_device_key, device_key_not_found, channel_id_required, invalid_channel_id.
+	Unsubscribe(context.Context, *UnsubscribeRequest) (*UnsubscribeResponse, error)
 	mustEmbedUnimplementedChannelServiceServer()
 }
 
@@ -72,6 +112,12 @@ type UnimplementedChannelServiceServer struct{}
 
 func (UnimplementedChannelServiceServer) Create(context.Context, *CreateChannelRequest) (*CreateChannelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Create not implemented")
+}
+func (UnimplementedChannelServiceServer) Subscribe(context.Context, *SubscribeRequest) (*SubscribeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedChannelServiceServer) Unsubscribe(context.Context, *UnsubscribeRequest) (*UnsubscribeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unsubscribe not implemented")
 }
 func (UnimplementedChannelServiceServer) mustEmbedUnimplementedChannelServiceServer() {}
 func (UnimplementedChannelServiceServer) testEmbeddedByValue()                        {}
@@ -112,6 +158,42 @@ func _ChannelService_Create_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChannelService_Subscribe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubscribeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChannelServiceServer).Subscribe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChannelService_Subscribe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChannelServiceServer).Subscribe(ctx, req.(*SubscribeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChannelService_Unsubscribe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnsubscribeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChannelServiceServer).Unsubscribe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChannelService_Unsubscribe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChannelServiceServer).Unsubscribe(ctx, req.(*UnsubscribeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChannelService_ServiceDesc is the grpc.ServiceDesc for ChannelService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -122,6 +204,14 @@ var ChannelService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Create",
 			Handler:    _ChannelService_Create_Handler,
+		},
+		{
+			MethodName: "Subscribe",
+			Handler:    _ChannelService_Subscribe_Handler,
+		},
+		{
+			MethodName: "Unsubscribe",
+			Handler:    _ChannelService_Unsubscribe_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -74,6 +74,56 @@ func (OpState) EnumDescriptor() ([]byte, []int) {
 	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{0}
 }
 
+// ReceiptStatus is how one target fared.
+type ReceiptStatus int32
+
+const (
+	ReceiptStatus_RECEIPT_STATUS_UNSPECIFIED ReceiptStatus = 0
+	ReceiptStatus_RECEIPT_STATUS_DELIVERED   ReceiptStatus = 1
+	ReceiptStatus_RECEIPT_STATUS_FAILED      ReceiptStatus = 2
+)
+
+// Enum value maps for ReceiptStatus.
+var (
+	ReceiptStatus_name = map[int32]string{
+		0: "RECEIPT_STATUS_UNSPECIFIED",
+		1: "RECEIPT_STATUS_DELIVERED",
+		2: "RECEIPT_STATUS_FAILED",
+	}
+	ReceiptStatus_value = map[string]int32{
+		"RECEIPT_STATUS_UNSPECIFIED": 0,
+		"RECEIPT_STATUS_DELIVERED":   1,
+		"RECEIPT_STATUS_FAILED":      2,
+	}
+)
+
+func (x ReceiptStatus) Enum() *ReceiptStatus {
+	p := new(ReceiptStatus)
+	*p = x
+	return p
+}
+
+func (x ReceiptStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReceiptStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushgo_bus_v1_bus_proto_enumTypes[1].Descriptor()
+}
+
+func (ReceiptStatus) Type() protoreflect.EnumType {
+	return &file_pushgo_bus_v1_bus_proto_enumTypes[1]
+}
+
+func (x ReceiptStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReceiptStatus.Descriptor instead.
+func (ReceiptStatus) EnumDescriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{1}
+}
+
 // Envelope heads every message on the bus. Stored history is read back by later versions, so
 // fields are only ever added (buf breaking guards it).
 type Envelope struct {
@@ -446,17 +496,21 @@ func (x *Outcome) GetResult() *v1.EventOpResult {
 
 // OpRecord is the idempotency record in KV pushgo_ops under <channel_id>.<op_id (encoded)>.
 type OpRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Route         string                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
-	Fingerprint   string                 `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
-	CommandId     string                 `protobuf:"bytes,3,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	ChannelId     string                 `protobuf:"bytes,4,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
-	OpId          string                 `protobuf:"bytes,5,opt,name=op_id,json=opId,proto3" json:"op_id,omitempty"`
-	EventId       string                 `protobuf:"bytes,6,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	State         OpState                `protobuf:"varint,7,opt,name=state,proto3,enum=pushgo.bus.v1.OpState" json:"state,omitempty"`
-	CreatedAt     int64                  `protobuf:"varint,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     int64                  `protobuf:"varint,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Outcome       *Outcome               `protobuf:"bytes,10,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Route       string                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	Fingerprint string                 `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	CommandId   string                 `protobuf:"bytes,3,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	ChannelId   string                 `protobuf:"bytes,4,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	OpId        string                 `protobuf:"bytes,5,opt,name=op_id,json=opId,proto3" json:"op_id,omitempty"`
+	EventId     string                 `protobuf:"bytes,6,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	State       OpState                `protobuf:"varint,7,opt,name=state,proto3,enum=pushgo.bus.v1.OpState" json:"state,omitempty"`
+	CreatedAt   int64                  `protobuf:"varint,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt   int64                  `protobuf:"varint,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Outcome     *Outcome               `protobuf:"bytes,10,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// One receipt per target of the op's last delivery attempt.
+	Receipts []*Receipt `protobuf:"bytes,11,rep,name=receipts,proto3" json:"receipts,omitempty"`
+	// Stream sequence of the op's domain event in PUSHGO_EVENTS (0 for rejections).
+	EventSeq      uint64 `protobuf:"varint,12,opt,name=event_seq,json=eventSeq,proto3" json:"event_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -561,6 +615,424 @@ func (x *OpRecord) GetOutcome() *Outcome {
 	return nil
 }
 
+func (x *OpRecord) GetReceipts() []*Receipt {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
+func (x *OpRecord) GetEventSeq() uint64 {
+	if x != nil {
+		return x.EventSeq
+	}
+	return 0
+}
+
+// Receipt records the delivery of one op to one target.
+type Receipt struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	DeviceKey string                 `protobuf:"bytes,1,opt,name=device_key,json=deviceKey,proto3" json:"device_key,omitempty"`
+	// private, webhook, apns or fcm.
+	Route  string        `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
+	Status ReceiptStatus `protobuf:"varint,3,opt,name=status,proto3,enum=pushgo.bus.v1.ReceiptStatus" json:"status,omitempty"`
+	// Why it failed, e.g. "webhook_status_500", "provider_not_configured".
+	Reason     string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	DeliveryId string `protobuf:"bytes,5,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	Attempts   uint32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Unix ms of the last attempt.
+	At            int64 `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Receipt) Reset() {
+	*x = Receipt{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipt) ProtoMessage() {}
+
+func (x *Receipt) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
+func (*Receipt) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Receipt) GetDeviceKey() string {
+	if x != nil {
+		return x.DeviceKey
+	}
+	return ""
+}
+
+func (x *Receipt) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *Receipt) GetStatus() ReceiptStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ReceiptStatus_RECEIPT_STATUS_UNSPECIFIED
+}
+
+func (x *Receipt) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Receipt) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *Receipt) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Receipt) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+// DeviceRecord is a device in KV pushgo_devices under <device_key>.
+type DeviceRecord struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	DeviceKey string                 `protobuf:"bytes,1,opt,name=device_key,json=deviceKey,proto3" json:"device_key,omitempty"`
+	Platform  string                 `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	// private, webhook, apns or fcm.
+	ChannelType string `protobuf:"bytes,3,opt,name=channel_type,json=channelType,proto3" json:"channel_type,omitempty"`
+	// APNs/FCM token, or the webhook URL.
+	ProviderToken string `protobuf:"bytes,4,opt,name=provider_token,json=providerToken,proto3" json:"provider_token,omitempty"`
+	// HMAC secret of the webhook signature.
+	WebhookSecret string `protobuf:"bytes,5,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
+	CreatedAt     int64  `protobuf:"varint,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     int64  `protobuf:"varint,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Set when the key was replaced (registration with another platform): the device is revoked
+	// and receives nothing.
+	ReplacedBy    string `protobuf:"bytes,8,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceRecord) Reset() {
+	*x = DeviceRecord{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceRecord) ProtoMessage() {}
+
+func (x *DeviceRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceRecord.ProtoReflect.Descriptor instead.
+func (*DeviceRecord) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeviceRecord) GetDeviceKey() string {
+	if x != nil {
+		return x.DeviceKey
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetChannelType() string {
+	if x != nil {
+		return x.ChannelType
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetProviderToken() string {
+	if x != nil {
+		return x.ProviderToken
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *DeviceRecord) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+func (x *DeviceRecord) GetReplacedBy() string {
+	if x != nil {
+		return x.ReplacedBy
+	}
+	return ""
+}
+
+// SubscriptionRecord is a subscription in KV pushgo_subs under <channel_id>.<device_key>.
+type SubscriptionRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	DeviceKey     string                 `protobuf:"bytes,2,opt,name=device_key,json=deviceKey,proto3" json:"device_key,omitempty"`
+	CreatedAt     int64                  `protobuf:"varint,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscriptionRecord) Reset() {
+	*x = SubscriptionRecord{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscriptionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscriptionRecord) ProtoMessage() {}
+
+func (x *SubscriptionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscriptionRecord.ProtoReflect.Descriptor instead.
+func (*SubscriptionRecord) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SubscriptionRecord) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *SubscriptionRecord) GetDeviceKey() string {
+	if x != nil {
+		return x.DeviceKey
+	}
+	return ""
+}
+
+func (x *SubscriptionRecord) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+// InboxMessage is one push in PUSHGO_INBOX on pushgo.inbox.<device_key>; Nats-Msg-Id is its
+// delivery_id.
+type InboxMessage struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DeliveryId string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	ChannelId  string                 `protobuf:"bytes,2,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	EventId    string                 `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The PushGo-compatible data map.
+	Data          map[string]string `protobuf:"bytes,4,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SentAt        int64             `protobuf:"varint,5,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboxMessage) Reset() {
+	*x = InboxMessage{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboxMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboxMessage) ProtoMessage() {}
+
+func (x *InboxMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboxMessage.ProtoReflect.Descriptor instead.
+func (*InboxMessage) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *InboxMessage) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *InboxMessage) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *InboxMessage) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *InboxMessage) GetData() map[string]string {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *InboxMessage) GetSentAt() int64 {
+	if x != nil {
+		return x.SentAt
+	}
+	return 0
+}
+
+// RedriveRequest asks dispatch (core NATS, queue group) to deliver an op again to the targets
+// that failed; the new outcome is written to the op record.
+type RedriveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	OpId          string                 `protobuf:"bytes,2,opt,name=op_id,json=opId,proto3" json:"op_id,omitempty"`
+	CommandId     string                 `protobuf:"bytes,3,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedriveRequest) Reset() {
+	*x = RedriveRequest{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveRequest) ProtoMessage() {}
+
+func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
+func (*RedriveRequest) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RedriveRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *RedriveRequest) GetOpId() string {
+	if x != nil {
+		return x.OpId
+	}
+	return ""
+}
+
+func (x *RedriveRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
 // ChannelRecord is a channel in KV pushgo_channels under <channel_id>.
 type ChannelRecord struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -575,7 +1047,7 @@ type ChannelRecord struct {
 
 func (x *ChannelRecord) Reset() {
 	*x = ChannelRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[5]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +1059,7 @@ func (x *ChannelRecord) String() string {
 func (*ChannelRecord) ProtoMessage() {}
 
 func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[5]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +1072,7 @@ func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRecord.ProtoReflect.Descriptor instead.
 func (*ChannelRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{5}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ChannelRecord) GetChannelId() string {
@@ -671,7 +1143,7 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x02 \x01(\tR\terrorCode\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x124\n" +
-	"\x06result\x18\x04 \x01(\v2\x1c.pushgo.api.v1.EventOpResultR\x06result\"\xce\x02\n" +
+	"\x06result\x18\x04 \x01(\v2\x1c.pushgo.api.v1.EventOpResultR\x06result\"\x9f\x03\n" +
 	"\bOpRecord\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12 \n" +
 	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12\x1d\n" +
@@ -687,7 +1159,56 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\t \x01(\x03R\tupdatedAt\x120\n" +
 	"\aoutcome\x18\n" +
-	" \x01(\v2\x16.pushgo.bus.v1.OutcomeR\aoutcome\"\x86\x01\n" +
+	" \x01(\v2\x16.pushgo.bus.v1.OutcomeR\aoutcome\x122\n" +
+	"\breceipts\x18\v \x03(\v2\x16.pushgo.bus.v1.ReceiptR\breceipts\x12\x1b\n" +
+	"\tevent_seq\x18\f \x01(\x04R\beventSeq\"\xd9\x01\n" +
+	"\aReceipt\x12\x1d\n" +
+	"\n" +
+	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x14\n" +
+	"\x05route\x18\x02 \x01(\tR\x05route\x124\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x1c.pushgo.bus.v1.ReceiptStatusR\x06status\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vdelivery_id\x18\x05 \x01(\tR\n" +
+	"deliveryId\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\rR\battempts\x12\x0e\n" +
+	"\x02at\x18\a \x01(\x03R\x02at\"\x99\x02\n" +
+	"\fDeviceRecord\x12\x1d\n" +
+	"\n" +
+	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x1a\n" +
+	"\bplatform\x18\x02 \x01(\tR\bplatform\x12!\n" +
+	"\fchannel_type\x18\x03 \x01(\tR\vchannelType\x12%\n" +
+	"\x0eprovider_token\x18\x04 \x01(\tR\rproviderToken\x12%\n" +
+	"\x0ewebhook_secret\x18\x05 \x01(\tR\rwebhookSecret\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\a \x01(\x03R\tupdatedAt\x12\x1f\n" +
+	"\vreplaced_by\x18\b \x01(\tR\n" +
+	"replacedBy\"q\n" +
+	"\x12SubscriptionRecord\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1d\n" +
+	"\n" +
+	"device_key\x18\x02 \x01(\tR\tdeviceKey\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\x03R\tcreatedAt\"\xf6\x01\n" +
+	"\fInboxMessage\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x02 \x01(\tR\tchannelId\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\x129\n" +
+	"\x04data\x18\x04 \x03(\v2%.pushgo.bus.v1.InboxMessage.DataEntryR\x04data\x12\x17\n" +
+	"\asent_at\x18\x05 \x01(\x03R\x06sentAt\x1a7\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
+	"\x0eRedriveRequest\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x13\n" +
+	"\x05op_id\x18\x02 \x01(\tR\x04opId\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x03 \x01(\tR\tcommandId\"\x86\x01\n" +
 	"\rChannelRecord\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
@@ -698,7 +1219,11 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\aOpState\x12\x18\n" +
 	"\x14OP_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OP_STATE_PENDING\x10\x01\x12\x11\n" +
-	"\rOP_STATE_DONE\x10\x02B2Z0pushgo.dev/gateway/proto/gen/pushgo/bus/v1;busv1b\x06proto3"
+	"\rOP_STATE_DONE\x10\x02*h\n" +
+	"\rReceiptStatus\x12\x1e\n" +
+	"\x1aRECEIPT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18RECEIPT_STATUS_DELIVERED\x10\x01\x12\x19\n" +
+	"\x15RECEIPT_STATUS_FAILED\x10\x02B2Z0pushgo.dev/gateway/proto/gen/pushgo/bus/v1;busv1b\x06proto3"
 
 var (
 	file_pushgo_bus_v1_bus_proto_rawDescOnce sync.Once
@@ -712,34 +1237,44 @@ func file_pushgo_bus_v1_bus_proto_rawDescGZIP() []byte {
 	return file_pushgo_bus_v1_bus_proto_rawDescData
 }
 
-var file_pushgo_bus_v1_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_pushgo_bus_v1_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_pushgo_bus_v1_bus_proto_goTypes = []any{
-	(OpState)(0),             // 0: pushgo.bus.v1.OpState
-	(*Envelope)(nil),         // 1: pushgo.bus.v1.Envelope
-	(*EventCommand)(nil),     // 2: pushgo.bus.v1.EventCommand
-	(*EventRecorded)(nil),    // 3: pushgo.bus.v1.EventRecorded
-	(*Outcome)(nil),          // 4: pushgo.bus.v1.Outcome
-	(*OpRecord)(nil),         // 5: pushgo.bus.v1.OpRecord
-	(*ChannelRecord)(nil),    // 6: pushgo.bus.v1.ChannelRecord
-	(*v1.EventFields)(nil),   // 7: pushgo.api.v1.EventFields
-	(*v1.Event)(nil),         // 8: pushgo.api.v1.Event
-	(*v1.EventOpResult)(nil), // 9: pushgo.api.v1.EventOpResult
+	(OpState)(0),               // 0: pushgo.bus.v1.OpState
+	(ReceiptStatus)(0),         // 1: pushgo.bus.v1.ReceiptStatus
+	(*Envelope)(nil),           // 2: pushgo.bus.v1.Envelope
+	(*EventCommand)(nil),       // 3: pushgo.bus.v1.EventCommand
+	(*EventRecorded)(nil),      // 4: pushgo.bus.v1.EventRecorded
+	(*Outcome)(nil),            // 5: pushgo.bus.v1.Outcome
+	(*OpRecord)(nil),           // 6: pushgo.bus.v1.OpRecord
+	(*Receipt)(nil),            // 7: pushgo.bus.v1.Receipt
+	(*DeviceRecord)(nil),       // 8: pushgo.bus.v1.DeviceRecord
+	(*SubscriptionRecord)(nil), // 9: pushgo.bus.v1.SubscriptionRecord
+	(*InboxMessage)(nil),       // 10: pushgo.bus.v1.InboxMessage
+	(*RedriveRequest)(nil),     // 11: pushgo.bus.v1.RedriveRequest
+	(*ChannelRecord)(nil),      // 12: pushgo.bus.v1.ChannelRecord
+	nil,                        // 13: pushgo.bus.v1.InboxMessage.DataEntry
+	(*v1.EventFields)(nil),     // 14: pushgo.api.v1.EventFields
+	(*v1.Event)(nil),           // 15: pushgo.api.v1.Event
+	(*v1.EventOpResult)(nil),   // 16: pushgo.api.v1.EventOpResult
 }
 var file_pushgo_bus_v1_bus_proto_depIdxs = []int32{
-	1, // 0: pushgo.bus.v1.EventCommand.envelope:type_name -> pushgo.bus.v1.Envelope
-	7, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
-	1, // 2: pushgo.bus.v1.EventRecorded.envelope:type_name -> pushgo.bus.v1.Envelope
-	7, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
-	8, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
-	9, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
-	0, // 6: pushgo.bus.v1.OpRecord.state:type_name -> pushgo.bus.v1.OpState
-	4, // 7: pushgo.bus.v1.OpRecord.outcome:type_name -> pushgo.bus.v1.Outcome
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	2,  // 0: pushgo.bus.v1.EventCommand.envelope:type_name -> pushgo.bus.v1.Envelope
+	14, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
+	2,  // 2: pushgo.bus.v1.EventRecorded.envelope:type_name -> pushgo.bus.v1.Envelope
+	14, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
+	15, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
+	16, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
+	0,  // 6: pushgo.bus.v1.OpRecord.state:type_name -> pushgo.bus.v1.OpState
+	5,  // 7: pushgo.bus.v1.OpRecord.outcome:type_name -> pushgo.bus.v1.Outcome
+	7,  // 8: pushgo.bus.v1.OpRecord.receipts:type_name -> pushgo.bus.v1.Receipt
+	1,  // 9: pushgo.bus.v1.Receipt.status:type_name -> pushgo.bus.v1.ReceiptStatus
+	13, // 10: pushgo.bus.v1.InboxMessage.data:type_name -> pushgo.bus.v1.InboxMessage.DataEntry
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_pushgo_bus_v1_bus_proto_init() }
@@ -752,8 +1287,8 @@ func file_pushgo_bus_v1_bus_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgo_bus_v1_bus_proto_rawDesc), len(file_pushgo_bus_v1_bus_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   6,
+			NumEnums:      2,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,137 @@
+// Package inbox reads devices' inboxes in PUSHGO_INBOX (one subject per device): pull the
+// oldest items without removing them, remove one by its delivery id, and follow an inbox live
+// for the SSE and WebSocket streams. Removing deletes the message from the stream, so an acked
+// item never comes back, through any of them.
+package inbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"pushgo.dev/gateway/proto/bus"
+	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/services/ingest/internal/apierr"
+)
+
+// Inbox is safe for concurrent use.
+type Inbox struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// New returns a reader of PUSHGO_INBOX.
+func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Inbox, error) {
+	st, err := js.Stream(ctx, bus.StreamInbox)
+	if err != nil {
+		return nil, fmt.Errorf("inbox stream: %w", err)
+	}
+	return &Inbox{nc: nc, js: js, stream: st}, nil
+}
+
+// Pull returns up to limit items of a device's inbox, oldest first, without removing them.
+func (b *Inbox) Pull(ctx context.Context, deviceKey string, limit int) ([]*apiv1.InboxItem, error) {
+	items := []*apiv1.InboxItem{}
+	err := bus.Range(ctx, b.nc, bus.StreamInbox, bus.InboxSubject(deviceKey), 1, limit, func(m *bus.Msg) error {
+		item, err := decode(m.Seq, m.Data)
+		if err != nil {
+			return err
+		}
+		items = append(items, item)
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return items, nil
+}
+
+// Ack removes the item with deliveryID from a device's inbox; false when it is not there.
+func (b *Inbox) Ack(ctx context.Context, deviceKey, deliveryID string) (bool, error) {
+	var seq uint64
+	errFound := errors.New("found")
+	err := bus.History(ctx, b.nc, bus.StreamInbox, bus.InboxSubject(deviceKey), 1, func(m *bus.Msg) error {
+		if m.Header.Get(jetstream.MsgIDHeader) == deliveryID {
+			seq = m.Seq
+			return errFound
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFound) {
+		return false, unavailable(err)
+	}
+	if seq == 0 {
+		return false, nil
+	}
+	if err := b.stream.DeleteMsg(ctx, seq); err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) || errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+			return false, nil // removed meanwhile by another ack
+		}
+		return false, unavailable(err)
+	}
+	return true, nil
+}
+
+// Follow calls fn with every item of a device's inbox after sequence after, then with every new
+// one as it arrives, until ctx is done or fn fails. Items removed before they are reached are
+// skipped. It uses one ordered consumer for the duration of the call.
+func (b *Inbox) Follow(ctx context.Context, deviceKey string, after uint64, fn func(*apiv1.InboxItem) error) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.InboxSubject(deviceKey)}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	cons, err := b.stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return unavailable(err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return unavailable(err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return ctx.Err()
+			}
+			return unavailable(err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		item, err := decode(md.Sequence.Stream, m.Data())
+		if err != nil {
+			return err
+		}
+		if err := fn(item); err != nil {
+			return err
+		}
+	}
+}
+
+func decode(seq uint64, data []byte) (*apiv1.InboxItem, error) {
+	msg := &busv1.InboxMessage{}
+	if err := proto.Unmarshal(data, msg); err != nil {
+		return nil, fmt.Errorf("decode inbox item %d: %w", seq, err)
+	}
+	return &apiv1.InboxItem{DeliveryId: msg.GetDeliveryId(), Seq: seq, Payload: msg.GetData()}, nil
+}
+
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	e := apierr.New("unavailable", "the inbox is unavailable; retry later")
+	e.RetryAfter = 5
+	return errors.Join(e, err)
+}
