@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,7 +14,12 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
+	"pushgo.dev/gateway/proto/bus"
+	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/proto/webhook"
 )
 
@@ -247,6 +253,28 @@ func TestLiveStreams(t *testing.T) {
 	}
 	closeSSE()
 
+	// An idle stream sends keep-alive comments.
+	kctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(kctx, http.MethodGet, g.url+"/device/stream?device_key="+key+"&last_event_id=999", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && sc.Text() != ": keep-alive" {
+		if strings.HasPrefix(sc.Text(), "data:") {
+			t.Fatalf("an idle stream after the last item sent %q", sc.Text())
+		}
+	}
+	if sc.Text() != ": keep-alive" {
+		t.Fatalf("no keep-alive on an idle stream within 10s: %v", sc.Err())
+	}
+	_ = resp.Body.Close()
+
 	// WebSocket: all three items, acks remove, a reconnect sends only the unacked ones.
 	wsURL := "ws" + strings.TrimPrefix(g.url, "http") + "/device/ws?device_key=" + key
 	read := func(c *websocket.Conn) map[string]any {
@@ -414,6 +442,11 @@ func TestWebhookFailureIs503AndReplayRedrivesOnlyTheFailed(t *testing.T) {
 		t.Fatalf("state after 503: %v", st)
 	}
 
+	receipts := opReceipts(t, g, ch, "hook-fail")
+	if len(receipts) != 2 || receipts["webhook"] != "FAILED webhook_status_500" || receipts["private"] != "DELIVERED " {
+		t.Fatalf("receipts kept with the op: %v", receipts)
+	}
+
 	// Still failing: the replay says so again.
 	if r := g.post(t, "/event/update", body); r.code() != "dispatch_partial_failure" {
 		t.Fatalf("replay while still failing: %d %s", r.status, r.raw)
@@ -435,6 +468,9 @@ func TestWebhookFailureIs503AndReplayRedrivesOnlyTheFailed(t *testing.T) {
 	if n := len(g.pull(t, phone)); n != 2 {
 		t.Fatalf("the phone's inbox has %d items, want 2 (no duplicate from the redrive)", n)
 	}
+	if receipts := opReceipts(t, g, ch, "hook-fail"); receipts["webhook"] != "DELIVERED " || receipts["private"] != "DELIVERED " {
+		t.Fatalf("receipts after the redrive: %v", receipts)
+	}
 	// Settled: further replays answer the final outcome without delivering again.
 	if r := g.post(t, "/event/update", body); r.status != http.StatusOK {
 		t.Fatalf("replay after success: %d %s", r.status, r.raw)
@@ -442,6 +478,37 @@ func TestWebhookFailureIs503AndReplayRedrivesOnlyTheFailed(t *testing.T) {
 	if got, _ := recv.received(); len(got) != 2 {
 		t.Fatalf("a settled replay delivered again: %d", len(got))
 	}
+}
+
+// opReceipts reads the receipts kept with an op straight from the ops bucket, by route.
+func opReceipts(t *testing.T, g *gateway, ch, opID string) map[string]string {
+	t.Helper()
+	nc, err := nats.Connect(g.ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(t.Context(), bus.OpKey(ch, opID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &busv1.OpRecord{}
+	if err := proto.Unmarshal(e.Value(), rec); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, r := range rec.GetReceipts() {
+		out[r.GetRoute()] = strings.TrimPrefix(r.GetStatus().String(), "RECEIPT_STATUS_") + " " + r.GetReason()
+	}
+	return out
 }
 
 // TestProviderRoutesFailUntilConfigured: APNs and FCM targets are validated and count as
