@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -14,7 +12,6 @@ import (
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/dispatch"
 	"pushgo.dev/gateway/services/ingest"
-	"pushgo.dev/gateway/services/lifecycle"
 )
 
 // TestDispatchCrashMidDelivery stops a dispatch instance while it is delivering an op (its
@@ -24,23 +21,11 @@ import (
 func TestDispatchCrashMidDelivery(t *testing.T) {
 	t.Parallel()
 	ns := bustest.RunServer(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gateway{url: "http://" + ln.Addr().String()}
-	runService(t, func(ctx context.Context) error {
-		return ingest.Run(ctx, ingest.Config{DispatchWait: 10 * time.Second, WebhookAllowPrivate: true},
-			ingest.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet, HTTPListener: ln})
-	})
-	runService(t, func(ctx context.Context) error {
-		return lifecycle.Run(ctx, lifecycle.Config{}, lifecycle.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
-	})
+	g := runIngest(t, ns.ClientURL(), ingest.Config{DispatchWait: 10 * time.Second, WebhookAllowPrivate: true}, nil)
+	runLifecycle(t, ns.ClientURL())
 	dcfg := dispatch.Config{AckWait: time.Second, Budget: 3 * time.Second, WebhookAllowPrivate: true}
 	ncA := conn(t, ns.ClientURL())
-	stopA := runService(t, func(ctx context.Context) error {
-		return dispatch.Run(ctx, dcfg, dispatch.Deps{NC: ncA, Logger: quiet})
-	})
+	stopA := runDispatch(t, ns.ClientURL(), dcfg, ncA)
 	g.waitReady(t)
 
 	// A webhook receiver that holds the first request until released.
@@ -88,9 +73,7 @@ func TestDispatchCrashMidDelivery(t *testing.T) {
 	close(release)
 	stopA()
 
-	runService(t, func(ctx context.Context) error {
-		return dispatch.Run(ctx, dcfg, dispatch.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
-	})
+	runDispatch(t, ns.ClientURL(), dcfg, nil)
 	r := <-answered
 	if r.status != http.StatusOK {
 		// The first request may have given up; a repeat gets the outcome B recorded.

@@ -56,24 +56,46 @@ func conn(t *testing.T, url string) *nats.Conn {
 	return nc
 }
 
+// runIngest runs ingest against the NATS server at url on a fresh loopback listener (and on
+// grpcLn when set) and returns a client of it.
+func runIngest(t *testing.T, url string, cfg ingest.Config, grpcLn net.Listener) *gateway {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runService(t, func(ctx context.Context) error {
+		return ingest.Run(ctx, cfg, ingest.Deps{NC: conn(t, url), Logger: quiet, HTTPListener: ln, GRPCListener: grpcLn})
+	})
+	return &gateway{url: "http://" + ln.Addr().String()}
+}
+
+func runLifecycle(t *testing.T, url string) {
+	t.Helper()
+	runService(t, func(ctx context.Context) error {
+		return lifecycle.Run(ctx, lifecycle.Config{}, lifecycle.Deps{NC: conn(t, url), Logger: quiet})
+	})
+}
+
+// runDispatch runs a dispatch instance on nc (a new connection when nil) until stop.
+func runDispatch(t *testing.T, url string, cfg dispatch.Config, nc *nats.Conn) (stop func()) {
+	t.Helper()
+	if nc == nil {
+		nc = conn(t, url)
+	}
+	return runService(t, func(ctx context.Context) error {
+		return dispatch.Run(ctx, cfg, dispatch.Deps{NC: nc, Logger: quiet})
+	})
+}
+
 // TestDispatchTimeoutThenFinalOutcome runs ingest and lifecycle without dispatch: the op is
 // accepted and stored but its delivery cannot finish, so the caller gets 503 dispatch_timeout
 // with the event_id; once dispatch runs, a repeat of the op_id returns the final outcome.
 func TestDispatchTimeoutThenFinalOutcome(t *testing.T) {
 	t.Parallel()
 	ns := bustest.RunServer(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gateway{url: "http://" + ln.Addr().String()}
-	runService(t, func(ctx context.Context) error {
-		return ingest.Run(ctx, ingest.Config{DispatchWait: 300 * time.Millisecond, RetryBudget: time.Second},
-			ingest.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet, HTTPListener: ln})
-	})
-	runService(t, func(ctx context.Context) error {
-		return lifecycle.Run(ctx, lifecycle.Config{}, lifecycle.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
-	})
+	g := runIngest(t, ns.ClientURL(), ingest.Config{DispatchWait: 300 * time.Millisecond, RetryBudget: time.Second}, nil)
+	runLifecycle(t, ns.ClientURL())
 	g.waitReady(t)
 	ch := g.channel(t)
 
@@ -91,9 +113,7 @@ func TestDispatchTimeoutThenFinalOutcome(t *testing.T) {
 		t.Fatalf("stored state = %v", st)
 	}
 
-	runService(t, func(ctx context.Context) error {
-		return dispatch.Run(ctx, dispatch.Config{}, dispatch.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
-	})
+	runDispatch(t, ns.ClientURL(), dispatch.Config{}, nil)
 	var final response
 	eventually(t, 10*time.Second, "the final outcome", func() bool {
 		final = g.post(t, "/event/create", body)
@@ -115,21 +135,9 @@ func TestBrokerUnavailable(t *testing.T) {
 	dir := t.TempDir()
 	ns := bustest.RunServerAt(t, dir, -1)
 	port := ns.Addr().(*net.TCPAddr).Port
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gateway{url: "http://" + ln.Addr().String()}
-	runService(t, func(ctx context.Context) error {
-		return ingest.Run(ctx, ingest.Config{RetryBudget: 700 * time.Millisecond},
-			ingest.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet, HTTPListener: ln})
-	})
-	runService(t, func(ctx context.Context) error {
-		return lifecycle.Run(ctx, lifecycle.Config{}, lifecycle.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
-	})
-	runService(t, func(ctx context.Context) error {
-		return dispatch.Run(ctx, dispatch.Config{}, dispatch.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
-	})
+	g := runIngest(t, ns.ClientURL(), ingest.Config{RetryBudget: 700 * time.Millisecond}, nil)
+	runLifecycle(t, ns.ClientURL())
+	runDispatch(t, ns.ClientURL(), dispatch.Config{}, nil)
 	g.waitReady(t)
 	ch := g.channel(t)
 	g.mustOK(t, "/event/create", createBody(ch, obj{"op_id": "before"}))
@@ -163,23 +171,13 @@ func TestBrokerUnavailable(t *testing.T) {
 func TestGRPC(t *testing.T) {
 	t.Parallel()
 	ns := bustest.RunServer(t)
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	grpcLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	runService(t, func(ctx context.Context) error {
-		return ingest.Run(ctx, ingest.Config{Token: "tok"}, ingest.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet, HTTPListener: httpLn, GRPCListener: grpcLn})
-	})
-	runService(t, func(ctx context.Context) error {
-		return lifecycle.Run(ctx, lifecycle.Config{}, lifecycle.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
-	})
-	runService(t, func(ctx context.Context) error {
-		return dispatch.Run(ctx, dispatch.Config{}, dispatch.Deps{NC: conn(t, ns.ClientURL()), Logger: quiet})
-	})
+	runIngest(t, ns.ClientURL(), ingest.Config{Token: "tok"}, grpcLn)
+	runLifecycle(t, ns.ClientURL())
+	runDispatch(t, ns.ClientURL(), dispatch.Config{}, nil)
 	cc, err := grpc.NewClient(grpcLn.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
