@@ -37,11 +37,30 @@ run: build ## start the gateway with its embedded JetStream (store in ./data) on
 ## --- checks --------------------------------------------------------------
 
 .PHONY: test
-test: fmt-check vet gen-check lint test-go ## everything CI checks
+test: fmt-check vet gen-check lint test-go test-cluster-if-docker ## everything CI checks
 
 .PHONY: test-go
 test-go: ## go test -race of every module (fuzz seed corpora included)
 	go test $(TEST_FLAGS) $(MODULES)
+
+# The cluster fault suite needs a Docker engine; where none answers it says so and is skipped.
+.PHONY: test-cluster-if-docker
+test-cluster-if-docker:
+	@if docker info >/dev/null 2>&1; then $(MAKE) test-cluster; \
+	 else echo "test-cluster: no Docker engine answers; the cluster fault suite is skipped"; fi
+
+.PHONY: test-cluster
+test-cluster: images ## the cluster fault suite (testcontainers: 3 NATS nodes, 2× each service)
+	$(MAKE) docker-sweep
+	cd test/cluster && PUSHGO_CLUSTER_SUITE=1 TESTCONTAINERS_RYUK_DISABLED=true go test -count=1 -timeout=15m -v -run TestClusterFaults . ; \
+	  status=$$?; $(MAKE) -C $(CURDIR) docker-sweep; exit $$status
+
+# Containers, networks and volumes the suite left behind (it removes its own; this is for a
+# killed run).
+.PHONY: docker-sweep
+docker-sweep:
+	@docker ps -aq --filter label=org.testcontainers=true | xargs -r docker rm -f -v >/dev/null
+	@docker network ls -q --filter label=org.testcontainers=true | xargs -r docker network rm >/dev/null
 
 .PHONY: fmt
 fmt: ## format the Go code
@@ -99,6 +118,29 @@ $(GOOGLEAPIS)/annotations.proto:
 	dir=$$(cd /tmp && GOWORK=off GOFLAGS=-mod=mod go mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
 	  test -n "$$dir" && install -m 0644 $$dir/third_party/googleapis/google/api/annotations.proto $$dir/third_party/googleapis/google/api/http.proto $(GOOGLEAPIS)/
 
+## --- containers ----------------------------------------------------------
+
+IMAGES := deploy/images
+COMPOSE := docker-compose -p pushgo -f deploy/compose.yaml
+
+.PHONY: images
+images: ## static binaries and FROM-scratch images pushgo:dev and pushgo-nats:dev
+	cd cmd/pushgo && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(CURDIR)/$(IMAGES)/pushgo/pushgo .
+	cd proto && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(CURDIR)/$(IMAGES)/nats/nats-server github.com/nats-io/nats-server/v2
+	docker build -q -t pushgo:dev $(IMAGES)/pushgo
+	docker build -q -t pushgo-nats:dev $(IMAGES)/nats
+
+.PHONY: compose-up
+compose-up: images ## start the cluster of deploy/compose.yaml (ingest on 127.0.0.1:6666 and :6676)
+	$(COMPOSE) up -d
+	@for i in $$(seq 1 60); do \
+	  curl -sf 127.0.0.1:6666/readyz >/dev/null && curl -sf 127.0.0.1:6676/readyz >/dev/null && { echo "cluster ready"; exit 0; }; \
+	  sleep 1; done; echo "cluster not ready after 60s"; $(COMPOSE) ps; exit 1
+
+.PHONY: compose-down
+compose-down: ## stop the cluster and remove its containers, network and volumes
+	$(COMPOSE) down -v --remove-orphans
+
 .PHONY: clean
 clean: ## remove built binaries and tools
-	rm -rf $(BIN) third_party
+	rm -rf $(BIN) third_party $(IMAGES)/pushgo/pushgo $(IMAGES)/nats/nats-server

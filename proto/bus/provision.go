@@ -92,7 +92,8 @@ func StreamConfigs(o Options) []jetstream.StreamConfig {
 		MaxAge:            o.InboxMaxAge,
 		MaxMsgsPerSubject: o.InboxPerDevice,
 		Duplicates:        o.DuplicateWindow,
-		AllowDirect:       true,
+		// Reads of inboxes go to the leader (LeaderRange): an acked item must never come back.
+		AllowDirect: false,
 	}}
 }
 
@@ -119,14 +120,39 @@ func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 	}
 	for _, cfg := range BucketConfigs(o) {
-		if err := retryProvision(ctx, func() error {
-			_, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-			return err
-		}); err != nil {
+		if err := retryProvision(ctx, func() error { return ensureBucket(ctx, js, cfg) }); err != nil {
 			return fmt.Errorf("provision bucket %s: %w", cfg.Bucket, err)
 		}
 	}
 	return nil
+}
+
+// ensureBucket creates a bucket, or brings an existing one to cfg's replicas and TTL, and turns
+// direct gets off on its stream: every Get is then answered by the stream leader and sees every
+// write acknowledged before it (a device registered and used at once, a channel created and
+// used at once), where a direct get may be answered by a replica that is a moment behind.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) error {
+	name := "KV_" + cfg.Bucket
+	st, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return err
+		}
+		st, err = js.Stream(ctx, name)
+	}
+	if err != nil {
+		return err
+	}
+	sc := st.CachedInfo().Config
+	if !sc.AllowDirect && sc.Replicas == cfg.Replicas && sc.MaxAge == cfg.TTL {
+		return nil
+	}
+	sc.AllowDirect, sc.Replicas, sc.MaxAge = false, cfg.Replicas, cfg.TTL
+	if cfg.TTL > 0 {
+		sc.Duplicates = min(sc.Duplicates, cfg.TTL)
+	}
+	_, err = js.UpdateStream(ctx, sc)
+	return err
 }
 
 // retryProvision retries an admin call that lost a race with another instance doing the same,

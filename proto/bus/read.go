@@ -28,15 +28,46 @@ var ErrNotFound = errors.New("no message")
 // acknowledged before the call (direct gets may be answered by a lagging replica). It is how
 // lifecycle loads an event's head and how reads of one event stay read-after-write.
 func LastMsg(ctx context.Context, nc *nats.Conn, stream, subject string) (*Msg, error) {
-	req, err := json.Marshal(struct {
-		LastFor string `json:"last_by_subj"`
-	}{subject})
+	return leaderGet(ctx, nc, stream, msgGetRequest{LastFor: subject})
+}
+
+// LeaderRange calls fn for up to limit messages on subject from sequence from on, in stream
+// order, read one by one from the stream's leader: slower than Range, but it never returns a
+// message the leader has already deleted.
+func LeaderRange(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64, limit int, fn func(*Msg) error) error {
+	seq := max(from, 1)
+	for n := 0; limit <= 0 || n < limit; n++ {
+		m, err := leaderGet(ctx, nc, stream, msgGetRequest{Seq: seq, NextFor: subject})
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		seq = m.Seq + 1
+	}
+	return nil
+}
+
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// leaderGet is one $JS.API.STREAM.MSG.GET request (answered by the stream leader).
+func leaderGet(ctx context.Context, nc *nats.Conn, stream string, req msgGetRequest) (*Msg, error) {
+	what := req.LastFor + req.NextFor
+	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
 	if err != nil {
-		return nil, fmt.Errorf("get last %s: %w", subject, err)
+		return nil, fmt.Errorf("get %s: %w", what, err)
 	}
 	var r struct {
 		Error *struct {
@@ -53,21 +84,21 @@ func LastMsg(ctx context.Context, nc *nats.Conn, stream, subject string) (*Msg, 
 		} `json:"message"`
 	}
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return nil, fmt.Errorf("get last %s: decode: %w", subject, err)
+		return nil, fmt.Errorf("get %s: decode: %w", what, err)
 	}
 	if r.Error != nil {
 		if r.Error.Code == 404 {
 			return nil, ErrNotFound
 		}
-		return nil, fmt.Errorf("get last %s: %s (code %d/%d)", subject, r.Error.Description, r.Error.Code, r.Error.ErrCode)
+		return nil, fmt.Errorf("get %s: %s (code %d/%d)", what, r.Error.Description, r.Error.Code, r.Error.ErrCode)
 	}
 	if r.Message == nil {
-		return nil, fmt.Errorf("get last %s: empty response", subject)
+		return nil, fmt.Errorf("get %s: empty response", what)
 	}
 	m := &Msg{Subject: r.Message.Subject, Seq: r.Message.Seq, Time: r.Message.Time, Data: r.Message.Data}
 	if len(r.Message.Header) > 0 {
 		if m.Header, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
-			return nil, fmt.Errorf("get last %s: headers: %w", subject, err)
+			return nil, fmt.Errorf("get %s: headers: %w", what, err)
 		}
 	}
 	return m, nil
@@ -76,11 +107,11 @@ func LastMsg(ctx context.Context, nc *nats.Conn, stream, subject string) (*Msg, 
 // History calls fn for every message on subject in stream order, starting at sequence from.
 // It uses batched direct gets (no consumer is created), so a replica may answer.
 func History(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64, fn func(*Msg) error) error {
-	return Range(ctx, nc, stream, subject, from, 0, fn)
+	return directRange(ctx, nc, stream, subject, from, 0, fn)
 }
 
-// Range is History stopped after limit messages (0: no limit).
-func Range(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64, limit int, fn func(*Msg) error) error {
+// directRange is History stopped after limit messages (0: no limit).
+func directRange(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64, limit int, fn func(*Msg) error) error {
 	const batch = 256
 	seq := max(from, 1)
 	left := limit

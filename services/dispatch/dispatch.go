@@ -73,7 +73,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return err
 	}
 	log := cmp.Or(deps.Logger, slog.Default()).With("service", "dispatch")
-	js, err := jetstream.New(deps.NC, jetstream.WithPublishAsyncMaxPending(maxInboxInFlight))
+	js, err := jetstream.New(deps.NC, jetstream.WithPublishAsyncMaxPending(maxInboxInFlight),
+		jetstream.WithPublishAsyncTimeout(bus.PerTry))
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}

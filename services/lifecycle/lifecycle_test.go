@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -176,6 +177,9 @@ func TestTwoInstancesNeverCorruptAnEvent(t *testing.T) {
 				t.Fatalf("%s entry %d: event_time moved backwards", ev, i)
 			}
 		}
+		if _, err := lifecycle.Replay(h); err != nil {
+			t.Fatalf("%s: the stored history does not replay: %v", ev, err)
+		}
 	}
 }
 
@@ -203,6 +207,28 @@ func TestRedeliveredCommandIsNotAppliedTwice(t *testing.T) {
 			ops = append(ops, r.GetEnvelope().GetOpId())
 		}
 		t.Fatalf("history = %v, want create, first, second, close", ops)
+	}
+}
+
+// TestReplayDetectsTampering: a history whose recorded state does not follow from its ops is
+// refused, naming the entry.
+func TestReplayDetectsTampering(t *testing.T) {
+	t.Parallel()
+	s, nc, js := bustest.Provisioned(t)
+	startInstance(t, s.ClientURL())
+	publish(t, js, command("create", "ev", "op-1", 1000), false)
+	publish(t, js, command("update", "ev", "op-2", 2000), false)
+	eventually(t, 10*time.Second, "two entries", func() bool { return len(history(t, nc, "ev")) == 2 })
+	h := history(t, nc, "ev")
+	if st, err := lifecycle.Replay(h); err != nil || st.GetVersion() != 2 || st.GetStatus() != "s-op-2" {
+		t.Fatalf("replay of a true history: %v, %v", st, err)
+	}
+	h[1].State.Status = "forged"
+	if _, err := lifecycle.Replay(h); err == nil || !strings.Contains(err.Error(), "entry 1") {
+		t.Fatalf("replay of a forged history: %v", err)
+	}
+	if _, err := lifecycle.Replay(h[1:]); err == nil || !strings.Contains(err.Error(), "event_not_found") {
+		t.Fatalf("replay of a history without its create: %v", err)
 	}
 }
 

@@ -30,6 +30,10 @@ import (
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 )
 
+// brokerBudget bounds the retries of one broker call through an outage (a leader election
+// takes 4–9 s).
+const brokerBudget = 10 * time.Second
+
 // Routes of a device.
 const (
 	RoutePrivate = "private"
@@ -86,7 +90,7 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 // Handle delivers one domain event and records its op's outcome, then acks. A broker failure
 // naks the message for a later redelivery; an undecodable one is terminated and logged.
 func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.Budget+15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Budget+2*brokerBudget)
 	defer cancel()
 	rec := &busv1.EventRecorded{}
 	if err := proto.Unmarshal(m.Data(), rec); err != nil {
@@ -154,7 +158,11 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 		prior.GetState() != busv1.OpState_OP_STATE_DONE || prior.GetEventSeq() == 0 {
 		return nil, err
 	}
-	msg, err := h.events.GetMsg(ctx, prior.GetEventSeq())
+	var msg *jetstream.RawStreamMsg
+	err = bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
+		msg, err = h.events.GetMsg(ctx, prior.GetEventSeq())
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load domain event %d: %w", prior.GetEventSeq(), err)
 	}
@@ -234,16 +242,29 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 	}
 	for _, p := range inbox {
 		key, id := targets[p.i].GetDeviceKey(), DeliveryID(rec.GetEnvelope().GetId(), targets[p.i].GetDeviceKey())
+		var err error
 		select {
 		case <-p.ack.Ok():
-			receipts[p.i] = &busv1.Receipt{DeviceKey: key, Route: RoutePrivate, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
-				DeliveryId: id, Attempts: 1, At: h.now().UnixMilli()}
-		case err := <-p.ack.Err():
-			h.log.Warn("inbox append failed", "device", key, "err", err)
-			receipts[p.i] = failed(key, RoutePrivate, id, "inbox_unavailable", 1, h.now())
+		case err = <-p.ack.Err():
 		case <-ctx.Done():
-			receipts[p.i] = failed(key, RoutePrivate, id, "inbox_timeout", 1, h.now())
+			err = ctx.Err()
 		}
+		attempts := 1
+		if err != nil {
+			// Through a leader election: append again, same message id, until the budget ends.
+			err = bus.Retry(ctx, h.cfg.Budget, func(ctx context.Context) error {
+				attempts++
+				_, err := h.js.PublishMsg(ctx, p.ack.Msg(), jetstream.WithMsgID(id), jetstream.WithExpectStream(bus.StreamInbox))
+				return err
+			})
+		}
+		if err != nil {
+			h.log.Warn("inbox append failed", "device", key, "err", err)
+			receipts[p.i] = failed(key, RoutePrivate, id, "inbox_unavailable", attempts, h.now())
+			continue
+		}
+		receipts[p.i] = &busv1.Receipt{DeviceKey: key, Route: RoutePrivate, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
+			DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
 	}
 	wg.Wait()
 	return receipts
@@ -284,7 +305,10 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq ui
 	if err != nil {
 		return nil, err
 	}
-	if _, err := h.ops.Put(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()), data); err != nil {
+	if err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
+		_, err := h.ops.Put(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()), data)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("record outcome of %s: %w", env.GetId(), err)
 	}
 	return op, nil
@@ -292,7 +316,12 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq ui
 
 // record reads an op record; nil when there is none.
 func (h *Handler) record(ctx context.Context, env *busv1.Envelope) (*busv1.OpRecord, error) {
-	e, err := h.ops.Get(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()))
+	var e jetstream.KeyValueEntry
+	err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
+		var err error
+		e, err = h.ops.Get(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()))
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}

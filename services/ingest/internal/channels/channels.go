@@ -23,7 +23,6 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
-	"pushgo.dev/gateway/services/ingest/internal/retry"
 )
 
 const (
@@ -76,7 +75,7 @@ func (s *Store) Create(ctx context.Context, name, password string) (*busv1.Chann
 		if err != nil {
 			return nil, err
 		}
-		err = retry.Do(ctx, s.budget, func(ctx context.Context) error {
+		err = bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 			_, err := s.kv.Create(ctx, rec.ChannelId, data)
 			return err
 		})
@@ -135,7 +134,7 @@ func (s *Store) lookup(ctx context.Context, channelID string) (*entry, error) {
 		return e, nil
 	}
 	var kve jetstream.KeyValueEntry
-	err := retry.Do(ctx, s.budget, func(ctx context.Context) error {
+	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
 		kve, err = s.kv.Get(ctx, channelID)
 		return err

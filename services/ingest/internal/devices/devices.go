@@ -22,7 +22,6 @@ import (
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
-	"pushgo.dev/gateway/services/ingest/internal/retry"
 	"pushgo.dev/gateway/services/ingest/internal/validate"
 )
 
@@ -128,7 +127,7 @@ func (s *Store) create(ctx context.Context, platform string) (*busv1.DeviceRecor
 	if err != nil {
 		return nil, err
 	}
-	if err := retry.Do(ctx, s.budget, func(ctx context.Context) error {
+	if err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		_, err := s.devices.Create(ctx, rec.GetDeviceKey(), data)
 		return err
 	}); err != nil {
@@ -216,7 +215,7 @@ func (s *Store) Subscribe(ctx context.Context, req *apiv1.SubscribeRequest) (*ap
 	if err != nil {
 		return nil, err
 	}
-	if err := retry.Do(ctx, s.budget, func(ctx context.Context) error {
+	if err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		_, err := s.subs.Put(ctx, bus.SubKey(resp.GetChannelId(), q.DeviceKey), data)
 		return err
 	}); err != nil {
@@ -236,7 +235,7 @@ func (s *Store) Unsubscribe(ctx context.Context, req *apiv1.UnsubscribeRequest) 
 	}
 	subKey := bus.SubKey(channelID, key)
 	var removed bool
-	err := retry.Do(ctx, s.budget, func(ctx context.Context) error {
+	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		_, err := s.subs.Get(ctx, subKey)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil
@@ -277,7 +276,7 @@ func (s *Store) mustLoad(ctx context.Context, key string) (*busv1.DeviceRecord, 
 // load reads a device record; nil when there is none.
 func (s *Store) load(ctx context.Context, key string) (*busv1.DeviceRecord, uint64, error) {
 	var e jetstream.KeyValueEntry
-	err := retry.Do(ctx, s.budget, func(ctx context.Context) error {
+	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
 		e, err = s.devices.Get(ctx, key)
 		return err
@@ -301,7 +300,7 @@ func (s *Store) update(ctx context.Context, rec *busv1.DeviceRecord, rev uint64)
 	if err != nil {
 		return err
 	}
-	err = retry.Do(ctx, s.budget, func(ctx context.Context) error {
+	err = bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		_, err := s.devices.Update(ctx, rec.GetDeviceKey(), data, rev)
 		return err
 	})

@@ -35,10 +35,11 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Inbox, er
 	return &Inbox{nc: nc, js: js, stream: st}, nil
 }
 
-// Pull returns up to limit items of a device's inbox, oldest first, without removing them.
+// Pull returns up to limit items of a device's inbox, oldest first, without removing them. It
+// reads from the stream leader, so an item acked before the call is never returned.
 func (b *Inbox) Pull(ctx context.Context, deviceKey string, limit int) ([]*apiv1.InboxItem, error) {
 	items := []*apiv1.InboxItem{}
-	err := bus.Range(ctx, b.nc, bus.StreamInbox, bus.InboxSubject(deviceKey), 1, limit, func(m *bus.Msg) error {
+	err := bus.LeaderRange(ctx, b.nc, bus.StreamInbox, bus.InboxSubject(deviceKey), 1, limit, func(m *bus.Msg) error {
 		item, err := decode(m.Seq, m.Data)
 		if err != nil {
 			return err
@@ -56,7 +57,7 @@ func (b *Inbox) Pull(ctx context.Context, deviceKey string, limit int) ([]*apiv1
 func (b *Inbox) Ack(ctx context.Context, deviceKey, deliveryID string) (bool, error) {
 	var seq uint64
 	errFound := errors.New("found")
-	err := bus.History(ctx, b.nc, bus.StreamInbox, bus.InboxSubject(deviceKey), 1, func(m *bus.Msg) error {
+	err := bus.LeaderRange(ctx, b.nc, bus.StreamInbox, bus.InboxSubject(deviceKey), 1, 0, func(m *bus.Msg) error {
 		if m.Header.Get(jetstream.MsgIDHeader) == deliveryID {
 			seq = m.Seq
 			return errFound

@@ -24,7 +24,6 @@ import (
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
-	"pushgo.dev/gateway/services/ingest/internal/retry"
 )
 
 // Op is a validated event op ready to run.
@@ -234,7 +233,7 @@ func (s *Submitter) publish(ctx context.Context, op Op, rec *busv1.OpRecord, rep
 
 // retry runs a broker call within the retry budget.
 func (s *Submitter) retry(ctx context.Context, f func(context.Context) error) error {
-	return retry.Do(ctx, s.cfg.RetryBudget, f)
+	return bus.Retry(ctx, s.cfg.RetryBudget, f)
 }
 
 // unavailable is the answer when the broker could not be reached within the retry budget.

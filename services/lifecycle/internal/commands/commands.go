@@ -25,6 +25,10 @@ import (
 // command is retried later.
 const maxConflicts = 32
 
+// brokerBudget bounds the retries of one broker call through an outage; the handler's
+// context (20 s) bounds the whole command.
+const brokerBudget = 15 * time.Second
+
 // maxBackoff caps the delay before a command whose handling failed transiently is redelivered.
 const maxBackoff = 30 * time.Second
 
@@ -117,7 +121,12 @@ func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand, suspect 
 // history.
 func (h *Handler) alreadyHandled(ctx context.Context, cmd *busv1.EventCommand) (bool, error) {
 	env := cmd.GetEnvelope()
-	entry, err := h.ops.Get(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()))
+	var entry jetstream.KeyValueEntry
+	err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
+		var err error
+		entry, err = h.ops.Get(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()))
+		return err
+	})
 	switch {
 	case err == nil:
 		rec := &busv1.OpRecord{}
@@ -143,7 +152,10 @@ func (h *Handler) reject(ctx context.Context, cmd *busv1.EventCommand, rerr *eve
 	if err != nil {
 		return err
 	}
-	if _, err := h.ops.Put(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()), data); err != nil {
+	if err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
+		_, err := h.ops.Put(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()), data)
+		return err
+	}); err != nil {
 		return fmt.Errorf("record rejection of %s: %w", env.GetId(), err)
 	}
 	return nil

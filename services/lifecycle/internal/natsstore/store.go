@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,21 +22,28 @@ import (
 // was appended first. The caller reloads and decides again.
 var ErrConflict = errors.New("event store: wrong last sequence")
 
-// Store reads and appends domain events of PUSHGO_EVENTS. It is safe for concurrent use.
+// Store reads and appends domain events of PUSHGO_EVENTS. Calls are retried through broker
+// outages (a leader election) for up to budget. It is safe for concurrent use.
 type Store struct {
-	nc *nats.Conn
-	js jetstream.JetStream
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	budget time.Duration
 }
 
 // New returns a store over an open connection.
-func New(nc *nats.Conn, js jetstream.JetStream) *Store {
-	return &Store{nc: nc, js: js}
+func New(nc *nats.Conn, js jetstream.JetStream, budget time.Duration) *Store {
+	return &Store{nc: nc, js: js, budget: budget}
 }
 
 // Head returns the last domain event of an event and its stream sequence; (nil, 0, nil) when
 // the event has no history.
 func (s *Store) Head(ctx context.Context, channelID, eventID string) (*busv1.EventRecorded, uint64, error) {
-	m, err := bus.LastMsg(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
+	var m *bus.Msg
+	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
+		var err error
+		m, err = bus.LastMsg(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
+		return err
+	})
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil, 0, nil
 	}
@@ -58,10 +66,15 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, lastSeq ui
 	if err != nil {
 		return 0, err
 	}
-	ack, err := s.js.Publish(ctx, bus.EventSubject(env.GetChannelId(), env.GetEventId()), data,
-		jetstream.WithMsgID(env.GetId()),
-		jetstream.WithExpectLastSequencePerSubject(lastSeq),
-		jetstream.WithExpectStream(bus.StreamEvents))
+	var ack *jetstream.PubAck
+	err = bus.Retry(ctx, s.budget, func(ctx context.Context) error {
+		var err error
+		ack, err = s.js.Publish(ctx, bus.EventSubject(env.GetChannelId(), env.GetEventId()), data,
+			jetstream.WithMsgID(env.GetId()),
+			jetstream.WithExpectLastSequencePerSubject(lastSeq),
+			jetstream.WithExpectStream(bus.StreamEvents))
+		return err
+	})
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
@@ -74,11 +87,22 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, lastSeq ui
 }
 
 // Contains reports whether the event's history holds an entry of the given command. It reads
-// the whole history, so it is only used when a command may have been applied before (a
-// redelivery or a republished command).
+// the whole history from the stream leader (a replica a moment behind could miss the entry and
+// let the command be applied twice), one message per round trip, so it is only used when a
+// command may have been applied before (a redelivery or a republished command).
 func (s *Store) Contains(ctx context.Context, channelID, eventID, commandID string) (bool, error) {
 	errFound := errors.New("found")
-	err := bus.History(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID), 1, func(m *bus.Msg) error {
+	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
+		return s.contains(ctx, channelID, eventID, commandID, errFound)
+	})
+	if errors.Is(err, errFound) {
+		return true, nil
+	}
+	return false, err
+}
+
+func (s *Store) contains(ctx context.Context, channelID, eventID, commandID string, errFound error) error {
+	return bus.LeaderRange(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID), 1, 0, func(m *bus.Msg) error {
 		rec := &busv1.EventRecorded{}
 		if err := proto.Unmarshal(m.Data, rec); err != nil {
 			return fmt.Errorf("decode %s seq %d: %w", m.Subject, m.Seq, err)
@@ -88,8 +112,4 @@ func (s *Store) Contains(ctx context.Context, channelID, eventID, commandID stri
 		}
 		return nil
 	})
-	if errors.Is(err, errFound) {
-		return true, nil
-	}
-	return false, err
 }

@@ -1,6 +1,4 @@
-// Package retry retries broker calls through short outages (a leader election takes 4–9 s) with
-// the same idempotency key, so a try that timed out but landed is recognised by the next one.
-package retry
+package bus
 
 import (
 	"context"
@@ -11,12 +9,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// PerTry bounds one attempt.
+// PerTry bounds one attempt of a broker call. A request sent to a stream leader that dies is
+// never answered; a short attempt lets the retry reach the new leader soon after an election
+// (4–9 s), where one long wait would sit out the whole budget.
 const PerTry = 2 * time.Second
 
-// Do calls f until it succeeds, fails with a non-transient error, ctx ends or budget is spent,
-// and returns f's last error.
-func Do(ctx context.Context, budget time.Duration, f func(context.Context) error) error {
+// Retry calls f until it succeeds, fails with a non-transient error, ctx ends or budget is
+// spent, and returns f's last error. Each attempt gets PerTry. Writes retried this way must
+// carry their idempotency key (a message id, an expected revision or sequence), so that an
+// attempt that timed out but landed is recognised by the next one.
+func Retry(ctx context.Context, budget time.Duration, f func(context.Context) error) error {
 	deadline := time.Now().Add(budget)
 	backoff := 50 * time.Millisecond
 	for {

@@ -1,0 +1,138 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+
+	"pushgo.dev/gateway/proto/bus"
+)
+
+// Load and fault parameters (DESIGN: ≥ 2,000 event ops on ≥ 20 channels, ≥ 2 devices each).
+const (
+	channels     = 20
+	minOps       = 2000
+	suiteTimeout = 10 * time.Minute
+	partitionFor = 12 * time.Second
+	killedFor    = 5 * time.Second
+)
+
+// TestClusterFaults is the fault suite of `make test-cluster`.
+func TestClusterFaults(t *testing.T) {
+	if os.Getenv("PUSHGO_CLUSTER_SUITE") != "1" {
+		t.Skip("the cluster fault suite runs with `make test-cluster` (PUSHGO_CLUSTER_SUITE=1)")
+	}
+	// Ports are published on 127.0.0.1 only; tell testcontainers to reach them there (it would
+	// otherwise derive the daemon's address from its network).
+	t.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+	testcontainers.SkipIfProviderIsNotHealthy(t)
+	ctx, cancel := context.WithTimeout(t.Context(), suiteTimeout)
+	defer cancel()
+	began := time.Now()
+
+	c := startCluster(t)
+	cl := newClient(c.ingestURLs())
+	devices, err := cl.setup(ctx, channels)
+	if err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	var chans []string
+	for ch := range devices {
+		chans = append(chans, ch)
+	}
+	t.Logf("cluster up and %d channels with 2 devices each set up in %s", channels, time.Since(began).Round(time.Second))
+
+	faultsDone := make(chan struct{})
+	loadStart := time.Now()
+	loadDone := make(chan []*op, 1)
+	go func() { loadDone <- cl.run(ctx, chans, minOps, faultsDone) }()
+
+	// Progress every 2 s, to see where the load stalls.
+	go func() {
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				ok, n503, none := cl.progress()
+				t.Logf("t=%2.0fs  200s=%d  503s=%d  no-answer=%d", time.Since(loadStart).Seconds(), ok, n503, none)
+			case <-faultsDone:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	// The faults, one after another while the load runs.
+	hold := func(d time.Duration) {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	hold(3 * time.Second)
+	leader, err := c.leader(bus.StreamEvents)
+	if err != nil {
+		t.Fatalf("leader of %s: %v", bus.StreamEvents, err)
+	}
+	t.Logf("fault 1: docker kill %s (leader of %s), restart after %s", leader, bus.StreamEvents, killedFor)
+	c.kill(c.nats[leader])
+	hold(killedFor)
+	c.start(c.nats[leader])
+	c.waitHealthy(2 * time.Minute)
+
+	t.Log("fault 2: kill and restart lifecycle replica 1 and dispatch replica 1")
+	c.kill(c.life[0])
+	c.kill(c.disp[0])
+	hold(2 * time.Second)
+	c.start(c.life[0])
+	c.start(c.disp[0])
+
+	hold(3 * time.Second)
+	cut, err := c.leader(bus.StreamCommands)
+	if err != nil {
+		t.Fatalf("leader of %s: %v", bus.StreamCommands, err)
+	}
+	t.Logf("fault 3: disconnect %s (leader of %s) from the network for %s", cut, bus.StreamCommands, partitionFor)
+	c.disconnect(cut)
+	hold(partitionFor)
+	c.reconnect(cut)
+	c.waitHealthy(2 * time.Minute)
+	t.Logf("faults done after %s of load", time.Since(loadStart).Round(time.Second))
+	close(faultsDone)
+
+	ops := <-loadDone
+	stall := cl.maxStall(loadStart)
+	loadTime := time.Since(loadStart)
+
+	nc, js, err := c.connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := settle(ctx, js, 2*time.Minute); err != nil {
+		t.Fatalf("the cluster did not settle: %v", err)
+	}
+	r, err := verify(ctx, nc, ops, devices)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	t.Logf("load: %d ops in %s; %d answers 503 %v, %d attempts without an answer; suite %s",
+		r.ops, loadTime.Round(time.Second), cl.answers503, cl.codes503, cl.transport, time.Since(began).Round(time.Second))
+	for _, p := range r.problems {
+		t.Error(p)
+	}
+	for _, u := range cl.unexpected {
+		t.Errorf("unexpected answer: %s", u)
+	}
+	if r.acknowledged < minOps {
+		t.Errorf("only %d of %d ops were acknowledged", r.acknowledged, r.ops)
+	}
+	fmt.Printf("cluster: ops=%d acknowledged=%d lost=%d duplicated_log=%d duplicated_inbox=%d max_stall_s=%.1f\n",
+		r.ops, r.acknowledged, r.lost, r.duplicatedLog, r.duplicatedInbox, stall.Seconds())
+}

@@ -1,0 +1,276 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	mobynet "github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/network"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// Images built by `make images`.
+const (
+	imagePushgo = "pushgo:dev"
+	imageNATS   = "pushgo-nats:dev"
+)
+
+var natsNodes = []string{"nats1", "nats2", "nats3"}
+
+// cluster is the deployment under test.
+type cluster struct {
+	t      *testing.T
+	nw     *testcontainers.DockerNetwork
+	docker *testcontainers.DockerClient
+	nats   map[string]*testcontainers.DockerContainer
+	ingest []*testcontainers.DockerContainer
+	life   []*testcontainers.DockerContainer
+	disp   []*testcontainers.DockerContainer
+}
+
+// loopbackPorts publishes the given container ports on 127.0.0.1 only, on random host ports.
+func loopbackPorts(ports ...string) testcontainers.CustomizeRequestOption {
+	return testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+		hc.PublishAllPorts = false
+		hc.PortBindings = mobynet.PortMap{}
+		for _, p := range ports {
+			port, err := mobynet.ParsePort(p)
+			if err != nil {
+				panic(err)
+			}
+			hc.PortBindings[port] = []mobynet.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1")}}
+		}
+	})
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	ctx := t.Context()
+	c := &cluster{t: t, nats: map[string]*testcontainers.DockerContainer{}}
+	var err error
+	c.docker, err = testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.docker.Close() })
+	c.nw, err = network.New(ctx)
+	testcontainers.CleanupNetwork(t, c.nw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := "nats://nats1:6222,nats://nats2:6222,nats://nats3:6222"
+	for _, name := range natsNodes {
+		ctr, err := testcontainers.Run(ctx, imageNATS,
+			network.WithNetwork([]string{name}, c.nw),
+			testcontainers.WithCmd("-n", name, "-js", "-sd", "/data", "--cluster_name", "pushgo",
+				"--cluster", "nats://0.0.0.0:6222", "--routes", routes, "-m", "8222"),
+			testcontainers.WithExposedPorts("4222/tcp"),
+			loopbackPorts("4222/tcp"),
+			testcontainers.WithWaitStrategy(wait.ForLog("Server is ready").WithStartupTimeout(time.Minute)),
+		)
+		testcontainers.CleanupContainer(t, ctr)
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		c.nats[name] = ctr
+	}
+	c.waitHealthy(2 * time.Minute)
+
+	env := map[string]string{
+		"PUSHGO_NATS_URL":   "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222",
+		"PUSHGO_REPLICAS":   "3",
+		"PUSHGO_LOG_FORMAT": "json",
+	}
+	service := func(args []string, opts ...testcontainers.ContainerCustomizer) *testcontainers.DockerContainer {
+		t.Helper()
+		all := append([]testcontainers.ContainerCustomizer{
+			network.WithNetwork(nil, c.nw),
+			testcontainers.WithEnv(env),
+			testcontainers.WithCmd(args...),
+		}, opts...)
+		ctr, err := testcontainers.Run(ctx, imagePushgo, all...)
+		testcontainers.CleanupContainer(t, ctr)
+		if err != nil {
+			t.Fatalf("start pushgo %v: %v", args, err)
+		}
+		return ctr
+	}
+	for range 2 {
+		c.life = append(c.life, service([]string{"lifecycle"}))
+		c.disp = append(c.disp, service([]string{"dispatch"}))
+		c.ingest = append(c.ingest, service([]string{"ingest", "--http-addr", "0.0.0.0:6666", "--grpc-addr", ""},
+			testcontainers.WithExposedPorts("6666/tcp"), loopbackPorts("6666/tcp"),
+			testcontainers.WithWaitStrategy(wait.ForHTTP("/readyz").WithPort("6666/tcp").WithStartupTimeout(2*time.Minute))))
+	}
+	if dir := os.Getenv("PUSHGO_CLUSTER_LOGS"); dir != "" {
+		t.Cleanup(func() { c.saveLogs(dir) }) // registered last, so it runs before the containers go
+	}
+	return c
+}
+
+// saveLogs writes every container's log to dir/<role>.log.
+func (c *cluster) saveLogs(dir string) {
+	_ = os.MkdirAll(dir, 0o755)
+	all := map[string]*testcontainers.DockerContainer{}
+	for name, ctr := range c.nats {
+		all[name] = ctr
+	}
+	for i := range c.ingest {
+		all[fmt.Sprint("ingest", i+1)], all[fmt.Sprint("lifecycle", i+1)], all[fmt.Sprint("dispatch", i+1)] = c.ingest[i], c.life[i], c.disp[i]
+	}
+	for name, ctr := range all {
+		rc, err := ctr.Logs(context.WithoutCancel(c.t.Context()))
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(rc)
+		_ = rc.Close()
+		_ = os.WriteFile(filepath.Join(dir, name+".log"), b, 0o644)
+	}
+}
+
+// ingestURLs are the base URLs of the ingest replicas.
+func (c *cluster) ingestURLs() []string {
+	var urls []string
+	for _, ctr := range c.ingest {
+		ep, err := ctr.PortEndpoint(c.t.Context(), "6666/tcp", "http")
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		urls = append(urls, ep)
+	}
+	return urls
+}
+
+// connect opens a NATS connection to the nodes that are up, from the host.
+func (c *cluster) connect() (*nats.Conn, jetstream.JetStream, error) {
+	var urls []string
+	for _, name := range natsNodes {
+		if ep, err := c.nats[name].PortEndpoint(c.t.Context(), "4222/tcp", "nats"); err == nil {
+			urls = append(urls, ep)
+		}
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// leader returns the node that leads a stream.
+func (c *cluster) leader(stream string) (string, error) {
+	nc, js, err := c.connect()
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(c.t.Context(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return "", err
+	}
+	info := st.CachedInfo()
+	if info.Cluster == nil || info.Cluster.Leader == "" {
+		return "", fmt.Errorf("%s has no leader", stream)
+	}
+	return info.Cluster.Leader, nil
+}
+
+// waitHealthy polls until the meta group and every existing stream have a leader and all
+// replicas current.
+func (c *cluster) waitHealthy(within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = c.healthy(); last == nil {
+			return
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-c.t.Context().Done():
+			c.t.Fatal(c.t.Context().Err())
+		}
+	}
+	c.t.Fatalf("cluster not healthy after %s: %v", within, last)
+}
+
+func (c *cluster) healthy() error {
+	nc, js, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(c.t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		return err
+	}
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		cl := st.CachedInfo().Cluster
+		if cl == nil || cl.Leader == "" {
+			return fmt.Errorf("stream %s has no leader", name)
+		}
+		for _, r := range cl.Replicas {
+			if !r.Current || r.Offline {
+				return fmt.Errorf("stream %s: replica %s not current", name, r.Name)
+			}
+		}
+	}
+	return names.Err()
+}
+
+// kill stops a container with SIGKILL, as a crash would.
+func (c *cluster) kill(ctr *testcontainers.DockerContainer) {
+	c.t.Helper()
+	if _, err := c.docker.ContainerKill(c.t.Context(), ctr.GetContainerID(), client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		c.t.Fatalf("kill: %v", err)
+	}
+}
+
+func (c *cluster) start(ctr *testcontainers.DockerContainer) {
+	c.t.Helper()
+	if err := ctr.Start(c.t.Context()); err != nil {
+		c.t.Fatalf("start: %v", err)
+	}
+}
+
+// disconnect cuts a NATS node off the cluster network; reconnect puts it back under its alias.
+func (c *cluster) disconnect(name string) {
+	c.t.Helper()
+	if _, err := c.docker.NetworkDisconnect(c.t.Context(), c.nw.ID, client.NetworkDisconnectOptions{Container: c.nats[name].GetContainerID(), Force: true}); err != nil {
+		c.t.Fatalf("disconnect %s: %v", name, err)
+	}
+}
+
+func (c *cluster) reconnect(name string) {
+	c.t.Helper()
+	_, err := c.docker.NetworkConnect(c.t.Context(), c.nw.ID, client.NetworkConnectOptions{Container: c.nats[name].GetContainerID(),
+		EndpointConfig: &mobynet.EndpointSettings{Aliases: []string{name}}})
+	if err != nil {
+		c.t.Fatalf("reconnect %s: %v", name, err)
+	}
+}
