@@ -139,14 +139,21 @@ func (c *loadClient) setup(ctx context.Context, channels int) (map[string][]stri
 }
 
 // run drives event lifecycles (create, three updates, close) on every channel, one worker per
-// channel, until enough ops are sent and stop is closed, or ctx ends.
-func (c *loadClient) run(ctx context.Context, channels []string, minOps int64, stop <-chan struct{}) []*op {
+// channel, until enough ops are sent and stop is closed, or ctx ends. Each worker starts at
+// most one event per eventEvery, so the load is steady across the faults and a device's inbox
+// stays far below its cap.
+const eventEvery = time.Second
+
+func (c *loadClient) run
+(ctx context.Context, channels []string, minOps int64, stop <-chan struct{}) []*op {
 	var mu sync.Mutex
 	var all []*op
 	var sent atomic.Int64
 	var wg sync.WaitGroup
 	for w, ch := range channels {
 		wg.Go(func() {
+			pace := time.NewTicker(eventEvery)
+			defer pace.Stop()
 			for e := 0; ; e++ {
 				select {
 				case <-stop:
@@ -156,6 +163,13 @@ func (c *loadClient) run(ctx context.Context, channels []string, minOps int64, s
 				case <-ctx.Done():
 					return
 				default:
+				}
+				if e > 0 {
+					select {
+					case <-pace.C:
+					case <-ctx.Done():
+						return
+					}
 				}
 				var ops []*op
 				base := int64(1713750000000) + int64(e)*10_000

@@ -31,6 +31,7 @@ type Directory struct {
 	mu      sync.RWMutex
 	subs    map[string]map[string]struct{} // channel id -> device keys
 	devices map[string]*busv1.DeviceRecord
+	next    staged
 }
 
 // Start loads both buckets and keeps following them until ctx is done. It returns once the
@@ -39,18 +40,14 @@ func Start(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*Dire
 	d := &Directory{log: log, subs: map[string]map[string]struct{}{}, devices: map[string]*busv1.DeviceRecord{}}
 	for _, w := range []struct {
 		bucket string
-		apply  func(jetstream.KeyValueEntry)
+		apply  func(jetstream.KeyValueEntry, bool)
 	}{{bus.BucketSubs, d.applySub}, {bus.BucketDevices, d.applyDevice}} {
 		kv, err := js.KeyValue(ctx, w.bucket)
 		if err != nil {
 			return nil, fmt.Errorf("bucket %s: %w", w.bucket, err)
 		}
-		watcher, err := kv.WatchAll(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("watch %s: %w", w.bucket, err)
-		}
 		synced := make(chan struct{})
-		go d.follow(ctx, watcher, w.apply, synced)
+		go d.follow(ctx, kv, w.bucket, w.apply, synced)
 		select {
 		case <-synced:
 		case <-ctx.Done():
@@ -62,63 +59,114 @@ func Start(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*Dire
 	return d, nil
 }
 
-func (d *Directory) follow(ctx context.Context, w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry), synced chan struct{}) {
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
+// follow applies a bucket's changes until ctx is done. If the watch ends (its consumer could
+// not be recreated after a broker failure), it is started again and the bucket reloaded: the
+// entries of the reload replace the old view once complete, so deletions missed meanwhile do
+// not linger.
+func (d *Directory) follow(ctx context.Context, kv jetstream.KeyValue, bucket string, apply func(jetstream.KeyValueEntry, bool), synced chan struct{}) {
+	backoff := 100 * time.Millisecond
+	for first := true; ctx.Err() == nil; first = false {
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			d.log.Warn("watch failed; retrying", "bucket", bucket, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
 				return
 			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		reload := !first
+		for e := range w.Updates() {
 			if e == nil { // end of the initial values
+				if reload {
+					d.swap(bucket)
+					reload = false
+				}
 				if synced != nil {
 					close(synced)
 					synced = nil
 				}
 				continue
 			}
-			apply(e)
+			apply(e, reload)
+		}
+		_ = w.Stop()
+		if ctx.Err() == nil {
+			d.log.Warn("watch ended; reloading", "bucket", bucket)
 		}
 	}
 }
 
-func (d *Directory) applySub(e jetstream.KeyValueEntry) {
+// staged views, filled by a reload and swapped in when it is complete.
+type staged struct {
+	subs    map[string]map[string]struct{}
+	devices map[string]*busv1.DeviceRecord
+}
+
+func (d *Directory) swap(bucket string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if bucket == bus.BucketSubs {
+		d.subs, d.next.subs = d.next.subs, nil
+	} else {
+		d.devices, d.next.devices = d.next.devices, nil
+	}
+}
+
+func (d *Directory) applySub(e jetstream.KeyValueEntry, reload bool) {
 	channel, device, ok := strings.Cut(e.Key(), ".")
 	if !ok {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	set := d.subs[channel]
+	subs := d.subs
+	if reload {
+		if d.next.subs == nil {
+			d.next.subs = map[string]map[string]struct{}{}
+		}
+		subs = d.next.subs
+	}
+	set := subs[channel]
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(set, device)
 		if len(set) == 0 {
-			delete(d.subs, channel)
+			delete(subs, channel)
 		}
 		return
 	}
 	if set == nil {
 		set = map[string]struct{}{}
-		d.subs[channel] = set
+		subs[channel] = set
 	}
 	set[device] = struct{}{}
 }
 
-func (d *Directory) applyDevice(e jetstream.KeyValueEntry) {
+func (d *Directory) applyDevice(e jetstream.KeyValueEntry, reload bool) {
+	var rec *busv1.DeviceRecord
+	if e.Operation() == jetstream.KeyValuePut {
+		rec = &busv1.DeviceRecord{}
+		if err := proto.Unmarshal(e.Value(), rec); err != nil {
+			d.log.Warn("undecodable device record", "key", e.Key(), "err", err)
+			return
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e.Operation() != jetstream.KeyValuePut {
-		delete(d.devices, e.Key())
+	devices := d.devices
+	if reload {
+		if d.next.devices == nil {
+			d.next.devices = map[string]*busv1.DeviceRecord{}
+		}
+		devices = d.next.devices
+	}
+	if rec == nil {
+		delete(devices, e.Key())
 		return
 	}
-	rec := &busv1.DeviceRecord{}
-	if err := proto.Unmarshal(e.Value(), rec); err != nil {
-		d.log.Warn("undecodable device record", "key", e.Key(), "err", err)
-		return
-	}
-	d.devices[e.Key()] = rec
+	devices[e.Key()] = rec
 }
 
 // Targets returns the devices subscribed to a channel, in device key order. Revoked devices
