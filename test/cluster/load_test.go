@@ -138,14 +138,13 @@ func (c *loadClient) setup(ctx context.Context, channels int) (map[string][]stri
 	return devices, nil
 }
 
-// run drives event lifecycles (create, three updates, close) on every channel, one worker per
-// channel, until enough ops are sent and stop is closed, or ctx ends. Each worker starts at
-// most one event per eventEvery, so the load is steady across the faults and a device's inbox
-// stays far below its cap.
+// eventEvery paces each worker to at most one event per interval, so the load is steady across
+// the faults and a device's inbox stays far below its cap.
 const eventEvery = time.Second
 
-func (c *loadClient) run
-(ctx context.Context, channels []string, minOps int64, stop <-chan struct{}) []*op {
+// run drives event lifecycles (create, three updates, close) on every channel, one worker per
+// channel, until enough ops are sent and stop is closed, or ctx ends.
+func (c *loadClient) run(ctx context.Context, channels []string, minOps int64, stop <-chan struct{}) []*op {
 	var mu sync.Mutex
 	var all []*op
 	var sent atomic.Int64

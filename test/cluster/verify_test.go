@@ -18,7 +18,7 @@ import (
 // report is what the checks found.
 type report struct {
 	ops, acknowledged, lost, duplicatedLog, duplicatedInbox int
-	problems                                               []string
+	problems                                                []string
 }
 
 func (r *report) problem(format string, args ...any) {
