@@ -133,6 +133,6 @@ func TestClusterFaults(t *testing.T) {
 	if r.acknowledged < minOps {
 		t.Errorf("only %d of %d ops were acknowledged", r.acknowledged, r.ops)
 	}
-	fmt.Printf("cluster: ops=%d acknowledged=%d lost=%d duplicated_log=%d duplicated_inbox=%d max_stall_s=%.1f\n",
+	fmt.Fprintf(os.Stdout, "cluster: ops=%d acknowledged=%d lost=%d duplicated_log=%d duplicated_inbox=%d max_stall_s=%.1f\n",
 		r.ops, r.acknowledged, r.lost, r.duplicatedLog, r.duplicatedInbox, stall.Seconds())
 }
