@@ -83,6 +83,18 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	cd services/ingest && go test -run '^$$' -fuzz FuzzDecodeEventRequest -fuzztime $${FUZZTIME:-30s} ./internal/validate/
 	cd proto && go test -run '^$$' -fuzz FuzzToken -fuzztime $${FUZZTIME:-30s} ./bus/
 
+## --- performance -------------------------------------------------------
+
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: build ## load-test pushgo serve (lifecycle, fan-out, baseline); ends with the "bench:" line
+	cd bench && go run . -pushgo $(BIN)/pushgo $(BENCH_FLAGS)
+
+.PHONY: bench-soak
+bench-soak: build ## 500k ops of the lifecycle scenario: peak RSS and idle CPU after the load
+	cd bench && go run . -pushgo $(BIN)/pushgo -ops 500000 -fanout-duration 0 -baseline 0 -idle 3m $(BENCH_FLAGS)
+
 ## --- code generation -----------------------------------------------------
 
 .PHONY: gen

@@ -24,6 +24,8 @@ type config struct {
 
 	logLevel  string
 	logFormat string
+	// pprofAddr, when set, serves net/http/pprof there (profiling; keep it on loopback).
+	pprofAddr string
 
 	// serve only
 	dataDir    string
@@ -86,6 +88,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "text", "text or json (to stderr)")
+	if c.command != "healthcheck" {
+		str(&c.pprofAddr, "pprof-addr", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060")
+	}
 
 	var inboxCap int
 	busFlags := func(defReplicas int) {

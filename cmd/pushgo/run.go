@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -26,6 +27,13 @@ func run(ctx context.Context, cfg config) error {
 	log, err := cfg.logger(os.Stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.pprofAddr != "" {
+		stop, err := servePprof(cfg.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if cfg.command == "serve" {
 		return serve(ctx, cfg, log)
@@ -105,6 +113,24 @@ func startAll(ctx context.Context, cfg config, log *slog.Logger, httpLn net.List
 		return err
 	})
 	return g.Wait()
+}
+
+// servePprof serves the Go runtime profiles on addr until stop is called.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("profiles served", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 // healthcheck is the container health probe: GET /healthz on the local API.

@@ -10,6 +10,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// InProgressEvery is how often a message still being handled is reported in progress, which
+// pushes its ack deadline back: consumers' ack waits (15–30 s) can then stay short, so a
+// message held by a crashed instance comes back soon, while a handler retrying through a
+// leader election keeps its message.
+const InProgressEvery = 5 * time.Second
+
 // Consume pulls from cons until ctx is done and hands each message to one of workers
 // goroutines chosen by its subject, so the messages of one subject (one event) are handled one
 // at a time and in stream order by this instance, while different events proceed in parallel.
@@ -26,7 +32,24 @@ func Consume(ctx context.Context, cons jetstream.Consumer, workers int, log *slo
 		queues[i] = q
 		wg.Go(func() {
 			for m := range q {
+				var mu sync.Mutex
+				done := false
+				var keep *time.Timer
+				mu.Lock()
+				keep = time.AfterFunc(InProgressEvery, func() {
+					mu.Lock()
+					defer mu.Unlock()
+					if !done {
+						_ = m.InProgress()
+						keep.Reset(InProgressEvery)
+					}
+				})
+				mu.Unlock()
 				handle(hctx, m)
+				mu.Lock()
+				done = true
+				keep.Stop()
+				mu.Unlock()
 			}
 		})
 	}

@@ -17,9 +17,18 @@ const (
 	DefaultInboxMaxAge = 7 * 24 * time.Hour
 	// DefaultIdempotencyWindow keeps op records, and so op_id replays, for 24 hours.
 	DefaultIdempotencyWindow = 24 * time.Hour
-	// DefaultDuplicateWindow is the streams' Nats-Msg-Id window. It covers the ~20 s a publisher
-	// retries through a leader election with room to spare; longer windows cost server memory.
+	// DefaultDuplicateWindow is the commands' Nats-Msg-Id window (DESIGN.md §2: at least 2 min).
+	// It covers the ~20 s a publisher retries through a leader election with room to spare.
 	DefaultDuplicateWindow = 2 * time.Minute
+	// EventsDuplicateWindow is the event store's Nats-Msg-Id window. It only has to cover an
+	// append retried through an election (each attempt retries it within 15 s): a command redelivered
+	// later is recognised by the history check, not by the message id. Every id in a window
+	// costs server memory (~75 bytes), at thousands of ops per second.
+	EventsDuplicateWindow = 15 * time.Second
+	// InboxDuplicateWindow is the inboxes' Nats-Msg-Id window: it covers a domain event
+	// redelivered after a dispatch instance died (dispatch's 15 s ack wait, the 4 s delivery
+	// budget and the retries of an election), which re-appends with the same delivery ids.
+	InboxDuplicateWindow = 40 * time.Second
 	// DefaultInboxPerDevice caps one device's inbox; the oldest item is dropped beyond it.
 	DefaultInboxPerDevice = 1000
 )
@@ -78,7 +87,7 @@ func StreamConfigs(o Options) []jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
 		MaxAge:      o.EventsMaxAge,
-		Duplicates:  o.DuplicateWindow,
+		Duplicates:  min(o.DuplicateWindow, EventsDuplicateWindow),
 		DenyDelete:  true,
 		DenyPurge:   true,
 		AllowDirect: true,
@@ -91,7 +100,7 @@ func StreamConfigs(o Options) []jetstream.StreamConfig {
 		Replicas:          o.Replicas,
 		MaxAge:            o.InboxMaxAge,
 		MaxMsgsPerSubject: o.InboxPerDevice,
-		Duplicates:        o.DuplicateWindow,
+		Duplicates:        min(o.DuplicateWindow, InboxDuplicateWindow),
 		// Reads of inboxes go to the leader (LeaderRange): an acked item must never come back.
 		AllowDirect: false,
 	}}

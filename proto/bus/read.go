@@ -31,6 +31,26 @@ func LastMsg(ctx context.Context, nc *nats.Conn, stream, subject string) (*Msg, 
 	return leaderGet(ctx, nc, stream, msgGetRequest{LastFor: subject})
 }
 
+// DirectLastMsg reads the last message on subject with a direct get: no JSON, one round trip,
+// but any replica may answer. On an R1 stream the only replica is the leader, so it is as
+// current as LastMsg; on replicated streams use LastMsg where a write must be seen.
+func DirectLastMsg(ctx context.Context, nc *nats.Conn, stream, subject string) (*Msg, error) {
+	resp, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream+"."+subject, nil)
+	if err != nil {
+		return nil, fmt.Errorf("direct get last %s: %w", subject, err)
+	}
+	switch status := resp.Header.Get("Status"); status {
+	case "":
+	case "404":
+		return nil, ErrNotFound
+	default:
+		return nil, fmt.Errorf("direct get last %s: status %s %s", subject, status, resp.Header.Get("Description"))
+	}
+	ts, _ := time.Parse(time.RFC3339Nano, resp.Header.Get("Nats-Time-Stamp"))
+	return &Msg{Subject: resp.Header.Get("Nats-Subject"), Seq: headerUint(resp.Header, "Nats-Sequence"), Time: ts,
+		Header: resp.Header, Data: resp.Data}, nil
+}
+
 // LeaderRange calls fn for up to limit messages on subject from sequence from on, in stream
 // order, read one by one from the stream's leader: slower than Range, but it never returns a
 // message the leader has already deleted.

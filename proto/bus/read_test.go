@@ -32,6 +32,21 @@ func TestReads(t *testing.T) {
 	if _, err := bus.LastMsg(ctx, nc, bus.StreamEvents, bus.EventSubject(ch, "nope")); !errors.Is(err, bus.ErrNotFound) {
 		t.Fatalf("LastMsg of an empty subject: %v, want ErrNotFound", err)
 	}
+	direct, err := bus.DirectLastMsg(ctx, nc, bus.StreamEvents, bus.EventSubject(ch, "e:2"))
+	if err != nil || string(direct.Data) != "e:2/1" || direct.Seq != last.Seq || direct.Subject != last.Subject {
+		t.Fatalf("DirectLastMsg = %+v, %v; want %+v", direct, err, last)
+	}
+	if _, err := bus.DirectLastMsg(ctx, nc, bus.StreamEvents, bus.EventSubject(ch, "nope")); !errors.Is(err, bus.ErrNotFound) {
+		t.Fatalf("DirectLastMsg of an empty subject: %v, want ErrNotFound", err)
+	}
+	var ranged []string
+	err = bus.LeaderRange(ctx, nc, bus.StreamEvents, bus.EventSubject(ch, "e3"), 1, 5, func(m *bus.Msg) error {
+		ranged = append(ranged, string(m.Data))
+		return nil
+	})
+	if err != nil || len(ranged) != 5 || ranged[4] != "e3/4" {
+		t.Fatalf("LeaderRange = %v, %v", ranged, err)
+	}
 
 	var got []string
 	err = bus.History(ctx, nc, bus.StreamEvents, bus.EventSubject(ch, "e3"), 1, func(m *bus.Msg) error {

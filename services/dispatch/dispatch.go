@@ -26,8 +26,10 @@ const (
 	// to one worker, in version order.
 	DefaultWorkers = 64
 	// DefaultAckWait is how long a domain event may stay unacknowledged before JetStream hands
-	// it to another instance.
-	DefaultAckWait = 30 * time.Second
+	// it to another instance. It bounds how late a redelivery after a crash comes, and so must
+	// stay below the inbox's duplicate window (bus.InboxDuplicateWindow) minus the delivery
+	// budget; a handler holding a message longer marks it in progress.
+	DefaultAckWait = 15 * time.Second
 	// DefaultBudget bounds the delivery of one op, webhook retries included; it is shorter
 	// than ingest's 5 s dispatch wait so that callers get the outcome in the same request.
 	DefaultBudget = 4 * time.Second

@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("lifecycle: ops bucket: %w", err)
 	}
-	h := commands.New(natsstore.New(deps.NC, js, 15*time.Second), ops, log)
+	h := commands.New(natsstore.New(deps.NC, js, 15*time.Second, cfg.Bus.Replicas <= 1), ops, log)
 	log.Info("lifecycle running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
 	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
 }

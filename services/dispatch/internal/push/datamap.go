@@ -40,16 +40,16 @@ func dataMap(rec *busv1.EventRecorded, deliveryID string, sentAt int64) map[stri
 		"severity":        st.GetSeverity(),
 		"started_at":      ms(st.GetStartedAt()),
 	}
-	if st.EndedAt != nil {
+	if st.GetEndedAt() != 0 {
 		m["ended_at"] = ms(st.GetEndedAt())
 	}
-	if st.Description != nil {
+	if st.GetDescription() != "" {
 		m["description"] = st.GetDescription()
 	}
-	if st.ThingId != nil {
+	if st.GetThingId() != "" {
 		m["thing_id"] = st.GetThingId()
 	}
-	if f.Ciphertext != nil {
+	if f.GetCiphertext() != "" {
 		m["ciphertext"] = f.GetCiphertext()
 	}
 	if len(st.GetTags()) > 0 {

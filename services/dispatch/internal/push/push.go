@@ -17,12 +17,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
@@ -204,18 +206,31 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(h.cfg.WebhookParallel, 1))
 	sentAt := h.now()
+	env := rec.GetEnvelope()
+	// Everything but the delivery id is the same for every target: build it once. Protobuf
+	// fields may come in any order, so an inbox message is its delivery id followed by the
+	// shared encoding.
+	var data map[string]string
+	if len(targets) > 0 {
+		data = dataMap(rec, "", sentAt.UnixMilli())
+		delete(data, "delivery_id")
+	}
+	var shared []byte
 	for i, dev := range targets {
 		key, route := dev.GetDeviceKey(), dev.GetChannelType()
-		id := DeliveryID(rec.GetEnvelope().GetId(), key)
-		data := dataMap(rec, id, sentAt.UnixMilli())
+		id := DeliveryID(env.GetId(), key)
 		switch route {
 		case RoutePrivate:
-			msg, err := proto.Marshal(&busv1.InboxMessage{DeliveryId: id, ChannelId: rec.GetEnvelope().GetChannelId(),
-				EventId: rec.GetEnvelope().GetEventId(), Data: data, SentAt: sentAt.UnixMilli()})
-			if err != nil {
-				receipts[i] = failed(key, route, id, "encode_failed", 1, sentAt)
-				continue
+			if shared == nil {
+				var err error
+				if shared, err = proto.Marshal(&busv1.InboxMessage{ChannelId: env.GetChannelId(), EventId: env.GetEventId(),
+					Data: data, SentAt: sentAt.UnixMilli()}); err != nil {
+					receipts[i] = failed(key, route, id, "encode_failed", 1, sentAt)
+					continue
+				}
 			}
+			msg := protowire.AppendString(protowire.AppendTag(make([]byte, 0, len(shared)+40), 1, protowire.BytesType), id)
+			msg = append(msg, shared...)
 			f, err := h.js.PublishAsync(bus.InboxSubject(key), msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(bus.StreamInbox),
 				jetstream.WithStallWait(h.cfg.Budget))
 			if err != nil {
@@ -228,7 +243,9 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), dev.GetWebhookSecret(), id, rec.GetEnvelope().GetChannelId(), data)
+				mine := maps.Clone(data)
+				mine["delivery_id"] = id
+				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), dev.GetWebhookSecret(), id, env.GetChannelId(), mine)
 				if reason != "" {
 					receipts[i] = failed(key, route, id, reason, attempts, h.now())
 					return

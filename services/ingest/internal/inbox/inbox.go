@@ -120,12 +120,18 @@ func (b *Inbox) Follow(ctx context.Context, deviceKey string, after uint64, fn f
 	}
 }
 
-func decode(seq uint64, data []byte) (*apiv1.InboxItem, error) {
+func decode(seq uint64, raw []byte) (*apiv1.InboxItem, error) {
 	msg := &busv1.InboxMessage{}
-	if err := proto.Unmarshal(data, msg); err != nil {
+	if err := proto.Unmarshal(raw, msg); err != nil {
 		return nil, fmt.Errorf("decode inbox item %d: %w", seq, err)
 	}
-	return &apiv1.InboxItem{DeliveryId: msg.GetDeliveryId(), Seq: seq, Payload: msg.GetData()}, nil
+	payload := msg.GetData()
+	if payload == nil {
+		payload = map[string]string{}
+	}
+	// The delivery id is stored once, beside the data map it belongs to.
+	payload["delivery_id"] = msg.GetDeliveryId()
+	return &apiv1.InboxItem{DeliveryId: msg.GetDeliveryId(), Seq: seq, Payload: payload}, nil
 }
 
 func unavailable(err error) error {

@@ -28,11 +28,14 @@ type Store struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	budget time.Duration
+	// direct reads heads with direct gets: right for an R1 stream, whose only replica is its
+	// leader; replicated streams are read from the leader.
+	direct bool
 }
 
-// New returns a store over an open connection.
-func New(nc *nats.Conn, js jetstream.JetStream, budget time.Duration) *Store {
-	return &Store{nc: nc, js: js, budget: budget}
+// New returns a store over an open connection; direct says the event stream has one replica.
+func New(nc *nats.Conn, js jetstream.JetStream, budget time.Duration, direct bool) *Store {
+	return &Store{nc: nc, js: js, budget: budget, direct: direct}
 }
 
 // Head returns the last domain event of an event and its stream sequence; (nil, 0, nil) when
@@ -41,7 +44,11 @@ func (s *Store) Head(ctx context.Context, channelID, eventID string) (*busv1.Eve
 	var m *bus.Msg
 	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
-		m, err = bus.LastMsg(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
+		if s.direct {
+			m, err = bus.DirectLastMsg(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
+		} else {
+			m, err = bus.LastMsg(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
+		}
 		return err
 	})
 	if errors.Is(err, bus.ErrNotFound) {

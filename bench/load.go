@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// result is what one scenario measured.
+type result struct {
+	ops, errors        int
+	elapsed            time.Duration
+	opsPerSec          float64
+	p50, p90, p99, max time.Duration
+	cpuPerOp           time.Duration
+	deliveriesPerSec   float64
+	verified           bool
+	note               string
+}
+
+func (r *result) print(name string) {
+	fmt.Printf("%-9s ops=%d in %.1fs: %.0f ops/s  p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.1f ms  errors %d",
+		name, r.ops, r.elapsed.Seconds(), r.opsPerSec, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.errors)
+	if r.cpuPerOp > 0 {
+		fmt.Printf("  server CPU %.0f µs/op", r.cpuPerOp.Seconds()*1e6)
+	}
+	if r.deliveriesPerSec > 0 {
+		fmt.Printf("  %.0f inbox deliveries/s", r.deliveriesPerSec)
+	}
+	if r.note != "" {
+		fmt.Printf("  %s", r.note)
+	}
+	fmt.Println()
+}
+
+// client posts JSON over keep-alive connections.
+type client struct {
+	base string
+	http *http.Client
+}
+
+func newClient(base string, conns int) *client {
+	return &client{base: base, http: &http.Client{Timeout: 30 * time.Second,
+		Transport: &http.Transport{MaxIdleConns: conns * 2, MaxIdleConnsPerHost: conns * 2}}}
+}
+
+// post returns the status and the envelope's data.
+func (c *client) post(ctx context.Context, path string, body []byte) (int, map[string]any, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, err
+	}
+	var env struct {
+		Data map[string]any `json:"data"`
+	}
+	_ = json.Unmarshal(raw, &env)
+	return resp.StatusCode, env.Data, nil
+}
+
+// mustOK posts and fails unless 200.
+func (c *client) mustOK(ctx context.Context, path string, body any) (map[string]any, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	status, data, err := c.post(ctx, path, b)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %d", path, status)
+	}
+	return data, nil
+}
+
+// message is the ~300-byte message of every op.
+var message = strings.Repeat("deploy step finished; ", 14)[:300]
+
+// drive runs event lifecycles (create, three updates, close) from n clients, each on
+// channel channels[i % len], until deadline or until ops ops were sent. It returns the
+// per-channel count of acknowledged, applied ops, and the latencies.
+func drive(ctx context.Context, c *client, n int, channels []string, deadline time.Time, ops int) (acked map[string]int, lat []time.Duration, sent, errs int) {
+	var mu sync.Mutex
+	acked = map[string]int{}
+	var budget atomic.Int64
+	budget.Store(int64(ops))
+	var nsent, nerr atomic.Int64
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			ch := channels[w%len(channels)]
+			mine := make([]time.Duration, 0, 4096)
+			ok := 0
+			do := func(path string, body map[string]any) map[string]any {
+				b, _ := json.Marshal(body)
+				t0 := time.Now()
+				status, data, err := c.post(ctx, path, b)
+				mine = append(mine, time.Since(t0))
+				nsent.Add(1)
+				if err != nil || status != http.StatusOK {
+					nerr.Add(1)
+					return nil
+				}
+				if applied, _ := data["applied"].(bool); applied {
+					ok++
+				}
+				return data
+			}
+			for e := 0; ctx.Err() == nil; e++ {
+				if ops > 0 && budget.Add(-5) < 0 || ops == 0 && time.Now().After(deadline) {
+					break
+				}
+				t := int64(1713750000000) + int64(e)*10_000
+				d := do("/event/create", map[string]any{"channel_id": ch, "password": "bench-password", "title": "deploy api",
+					"status": "running", "message": message, "severity": "normal", "event_time": t,
+					"attrs": map[string]any{"service": "api", "revision": "8f3c2a1", "progress": 0}})
+				ev, _ := d["event_id"].(string)
+				if ev == "" {
+					continue
+				}
+				for u := 1; u <= 3; u++ {
+					do("/event/update", map[string]any{"channel_id": ch, "password": "bench-password", "event_id": ev,
+						"status": "progress", "message": message, "severity": "normal", "event_time": t + int64(u),
+						"attrs": map[string]any{"progress": float64(u) / 4}})
+				}
+				do("/event/close", map[string]any{"channel_id": ch, "password": "bench-password", "event_id": ev,
+					"status": "success", "message": message, "severity": "normal", "event_time": t + 4,
+					"attrs": map[string]any{"progress": 1}})
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			acked[ch] += ok
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return acked, lat, int(nsent.Load()), int(nerr.Load())
+}
+
+// summarise fills the latency and rate fields of r.
+func summarise(r *result, lat []time.Duration, sent, errs int, elapsed time.Duration) {
+	slices.Sort(lat)
+	q := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	r.ops, r.errors, r.elapsed = sent, errs, elapsed
+	r.opsPerSec = float64(sent-errs) / elapsed.Seconds()
+	r.p50, r.p90, r.p99 = q(0.50), q(0.90), q(0.99)
+	if len(lat) > 0 {
+		r.max = lat[len(lat)-1]
+	}
+}
+
+// setupChannels creates n channels with devices subscribed devices each, with up to par
+// requests at once; it returns the channel ids and their device keys.
+func setupChannels(ctx context.Context, c *client, n, devices, par int) ([]string, map[string][]string, error) {
+	var mu sync.Mutex
+	var chans []string
+	keys := map[string][]string{}
+	for i := range n {
+		d, err := c.mustOK(ctx, "/channel/create", map[string]any{"channel_name": fmt.Sprint("bench-", i), "password": "bench-password"})
+		if err != nil {
+			return nil, nil, err
+		}
+		chans = append(chans, d["channel_id"].(string))
+	}
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for _, ch := range chans {
+		for range devices {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				d, err := c.mustOK(ctx, "/device/register", map[string]any{"platform": "web"})
+				if err == nil {
+					key := d["device_key"].(string)
+					_, err = c.mustOK(ctx, "/channel/subscribe", map[string]any{"device_key": key, "channel_id": ch, "password": "bench-password"})
+					mu.Lock()
+					keys[ch] = append(keys[ch], key)
+					mu.Unlock()
+				}
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return nil, nil, err
+	}
+	return chans, keys, nil
+}
+
+// verify checks that every device's inbox holds exactly the acknowledged, applied ops of its
+// channel (a count per device, not a sample).
+func verify(ctx context.Context, srv *server, keys map[string][]string, acked map[string]int) (bool, string, error) {
+	counts, err := srv.inboxCounts(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	bad, devices, items := 0, 0, 0
+	for ch, ks := range keys {
+		for _, k := range ks {
+			devices++
+			items += int(counts[k])
+			if int(counts[k]) != acked[ch] {
+				bad++
+			}
+		}
+	}
+	if bad > 0 {
+		return false, fmt.Sprintf("VERIFY FAILED: %d of %d inboxes do not hold exactly their channel's acknowledged ops", bad, devices), nil
+	}
+	return true, fmt.Sprintf("verified: %d inboxes hold exactly their %d pushes", devices, items), nil
+}
+
+// runLifecycle is the lifecycle scenario: C clients, one channel each with 2 devices.
+func runLifecycle(ctx context.Context, o options, srv *server) (*result, error) {
+	c := newClient(srv.url, o.concurrency)
+	chans, keys, err := setupChannels(ctx, c, o.concurrency, 2, 16)
+	if err != nil {
+		return nil, err
+	}
+	// Warm up (credential cache, connections) before measuring.
+	drive(ctx, c, o.concurrency, chans, time.Now().Add(2*time.Second), 0)
+	warm, _ := srv.inboxCounts(ctx)
+
+	var profDone chan error
+	if srv.pprofURL != "" {
+		profDone = make(chan error, 1)
+		secs := max(int(o.duration.Seconds())-2, 1)
+		if o.ops > 0 {
+			secs = 30 // a soak is profiled over its first 30 s
+		}
+		go func() {
+			profDone <- fetch(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", srv.pprofURL, secs), filepath.Join(o.profile, "cpu.pprof"))
+		}()
+	}
+	cpu0, t0 := srv.cpu(), time.Now()
+	acked, lat, sent, errs := drive(ctx, c, o.concurrency, chans, t0.Add(o.duration), o.ops)
+	elapsed, cpu := time.Since(t0), srv.cpu()-cpu0
+	r := &result{}
+	summarise(r, lat, sent, errs, elapsed)
+	if sent > errs {
+		r.cpuPerOp = cpu / time.Duration(sent-errs)
+	}
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			return nil, err
+		}
+		if err := fetch(ctx, srv.pprofURL+"/debug/pprof/allocs", filepath.Join(o.profile, "allocs.pprof")); err != nil {
+			return nil, err
+		}
+		if err := fetch(ctx, srv.pprofURL+"/debug/pprof/heap?gc=1", filepath.Join(o.profile, "heap.pprof")); err != nil {
+			return nil, err
+		}
+	}
+	// The warm-up's pushes are in the inboxes too.
+	for ch, ks := range keys {
+		acked[ch] += int(warm[ks[0]])
+	}
+	r.verified, r.note, err = verify(ctx, srv, keys, acked)
+	return r, err
+}
+
+// runFanout is the fan-out scenario: one channel with many devices, a few clients.
+func runFanout(ctx context.Context, o options, srv *server) (*result, error) {
+	c := newClient(srv.url, max(o.fanoutClients, 16))
+	chans, keys, err := setupChannels(ctx, c, 1, o.fanoutDevices, 16)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	acked, lat, sent, errs := drive(ctx, c, o.fanoutClients, chans, t0.Add(o.fanoutDuration), 0)
+	elapsed := time.Since(t0)
+	r := &result{}
+	summarise(r, lat, sent, errs, elapsed)
+	r.deliveriesPerSec = float64(acked[chans[0]]*len(keys[chans[0]])) / elapsed.Seconds()
+	r.verified, r.note, err = verify(ctx, srv, keys, acked)
+	return r, err
+}
+
+// fetch saves a URL to a file.
+func fetch(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}

@@ -1,0 +1,114 @@
+// Command bench measures the gateway the way its users compare push servers: how many event
+// ops per second `pushgo serve` takes over HTTP with keep-alive connections, how fast the tail
+// answers, how much server CPU and memory it costs, how fast it fans out, and — in the same
+// run — what a minimal HTTP server doing one synchronous JetStream publish per request manages
+// on the same machine. It verifies at the end that every acknowledged op reached every
+// subscribed inbox exactly once. See docs/benchmarks.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	pushgo         string
+	duration       time.Duration
+	ops            int
+	concurrency    int
+	fanoutDuration time.Duration
+	fanoutDevices  int
+	fanoutClients  int
+	baseline       time.Duration
+	profile        string
+	keep           bool
+	idle           time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.pushgo, "pushgo", "bin/pushgo", "the pushgo binary to measure")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the lifecycle scenario")
+	flag.IntVar(&o.ops, "ops", 0, "run the lifecycle scenario for this many ops instead of -duration (soak)")
+	flag.IntVar(&o.concurrency, "c", 32, "concurrent clients of the lifecycle scenario")
+	flag.DurationVar(&o.fanoutDuration, "fanout-duration", 15*time.Second, "length of the fan-out scenario (0 skips it)")
+	flag.IntVar(&o.fanoutDevices, "fanout-devices", 1000, "devices subscribed to the fan-out channel")
+	flag.IntVar(&o.fanoutClients, "fanout-clients", 8, "concurrent clients of the fan-out scenario")
+	flag.DurationVar(&o.baseline, "baseline", 10*time.Second, "length of the baseline run (0 skips it)")
+	flag.StringVar(&o.profile, "profile", "", "directory to write CPU and allocation profiles of the server to")
+	flag.BoolVar(&o.keep, "keep", false, "keep the server's data directory")
+	flag.DurationVar(&o.idle, "idle", 15*time.Second, "how long to watch the idle server after the lifecycle load (CPU, RSS)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	if _, err := os.Stat(o.pushgo); err != nil {
+		return fmt.Errorf("%s: %w (run make build)", o.pushgo, err)
+	}
+	var base *result
+	if o.baseline > 0 {
+		var err error
+		if base, err = runBaseline(ctx, o); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		base.print("baseline")
+	}
+	srv, err := startServer(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+
+	life, err := runLifecycle(ctx, o, srv)
+	if err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
+	life.print("lifecycle")
+	rssEnd := srv.rss()
+	idle, err := srv.idleCPU(ctx, o.idle)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server: RSS %d MB at the end of the load, %d MB after %s idle (peak %d MB); idle CPU %.2f%% of one core\n",
+		rssEnd>>20, srv.rss()>>20, o.idle, srv.peakRSS()>>20, idle*100)
+
+	var fan *result
+	if o.fanoutDuration > 0 {
+		if fan, err = runFanout(ctx, o, srv); err != nil {
+			return fmt.Errorf("fanout: %w", err)
+		}
+		fan.print("fanout")
+	}
+	ratio, deliveries := 0.0, 0.0
+	if base != nil && base.opsPerSec > 0 {
+		ratio = life.opsPerSec / base.opsPerSec
+	}
+	if fan != nil {
+		deliveries = fan.deliveriesPerSec
+	}
+	errs := life.errors
+	if fan != nil {
+		errs += fan.errors
+	}
+	fmt.Printf("bench: ops_per_s=%.0f p50_ms=%.2f p99_ms=%.2f cpu_us_per_op=%.0f baseline_ratio=%.2f fanout_deliveries_per_s=%.0f errors=%d\n",
+		life.opsPerSec, ms(life.p50), ms(life.p99), life.cpuPerOp.Seconds()*1e6, ratio, deliveries, errs)
+	if errs > 0 || !life.verified || (fan != nil && !fan.verified) {
+		return errors.New("errors or undelivered pushes; see above")
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
