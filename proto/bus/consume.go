@@ -26,33 +26,38 @@ func Consume(ctx context.Context, cons jetstream.Consumer, workers int, log *slo
 	workers = max(workers, 1)
 	hctx := context.WithoutCancel(ctx)
 	queues := make([]chan jetstream.Msg, workers)
+	slots := make([]inHand, workers)
 	var wg sync.WaitGroup
 	for i := range queues {
 		q := make(chan jetstream.Msg, 16)
 		queues[i] = q
 		wg.Go(func() {
 			for m := range q {
-				var mu sync.Mutex
-				done := false
-				var keep *time.Timer
-				mu.Lock()
-				keep = time.AfterFunc(InProgressEvery, func() {
-					mu.Lock()
-					defer mu.Unlock()
-					if !done {
-						_ = m.InProgress()
-						keep.Reset(InProgressEvery)
-					}
-				})
-				mu.Unlock()
+				slots[i].set(m)
 				handle(hctx, m)
-				mu.Lock()
-				done = true
-				keep.Stop()
-				mu.Unlock()
+				slots[i].set(nil)
 			}
 		})
 	}
+	// One ticker for all workers reports the messages held for a while as in progress.
+	stopTicks := make(chan struct{})
+	var tickers sync.WaitGroup
+	tickers.Go(func() {
+		t := time.NewTicker(InProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopTicks:
+				return
+			case now := <-t.C:
+				for i := range slots {
+					slots[i].keepAlive(now)
+				}
+			}
+		}
+	})
+	defer func() { close(stopTicks); tickers.Wait() }()
+
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(m.Subject()))
@@ -81,4 +86,29 @@ func Consume(ctx context.Context, cons jetstream.Consumer, workers int, log *slo
 	}
 	wg.Wait()
 	return nil
+}
+
+// inHand is the message a worker is handling and since when.
+type inHand struct {
+	mu    sync.Mutex
+	m     jetstream.Msg
+	since time.Time
+}
+
+func (s *inHand) set(m jetstream.Msg) {
+	s.mu.Lock()
+	s.m = m
+	if m != nil {
+		s.since = time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// keepAlive reports the message in hand in progress once it has been held a full interval.
+func (s *inHand) keepAlive(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m != nil && now.Sub(s.since) >= InProgressEvery {
+		_ = s.m.InProgress()
+	}
 }
