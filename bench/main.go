@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -84,6 +85,11 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("server: RSS %d MB at the end of the load, %d MB after %s idle (peak %d MB); idle CPU %.2f%% of one core\n",
 		rssEnd>>20, srv.rss()>>20, o.idle, srv.peakRSS()>>20, idle*100)
+	if srv.pprofURL != "" {
+		if err := fetch(ctx, srv.pprofURL+"/debug/pprof/heap?gc=1", filepath.Join(o.profile, "heap-idle.pprof")); err != nil {
+			return err
+		}
+	}
 
 	var fan *result
 	if o.fanoutDuration > 0 {

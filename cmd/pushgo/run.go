@@ -35,6 +35,7 @@ func run(ctx context.Context, cfg config) error {
 		}
 		defer stop()
 	}
+	go releaseMemory(ctx, log)
 	if cfg.command == "serve" {
 		return serve(ctx, cfg, log)
 	}
