@@ -2,12 +2,12 @@ package grpcapi
 
 import (
 	"context"
+	"reflect"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // Inline is an in-process grpc.ClientConnInterface: a call runs the registered service's
@@ -46,15 +46,27 @@ func (c *Inline) Invoke(ctx context.Context, method string, args, reply any, _ .
 	}
 	md, _ := metadata.FromOutgoingContext(ctx)
 	ctx = metadata.NewIncomingContext(ctx, md)
-	dec := func(in any) error {
-		proto.Merge(in.(proto.Message), args.(proto.Message))
-		return nil
-	}
+	dec := func(in any) error { return move(in, args) }
 	resp, err := m.handler(m.srv, ctx, dec, c.interceptor)
 	if err != nil {
 		return err
 	}
-	proto.Merge(reply.(proto.Message), resp.(proto.Message))
+	return move(reply, resp)
+}
+
+// move makes dst (a pointer to a freshly allocated message) hold src's contents. Neither
+// side of an in-process call uses its copy again (the gateway's request and the handler's
+// response are dropped after the call), so a shallow copy is enough where proto.Merge would
+// deep-copy every field, Structs included.
+func move(dst, src any) error {
+	d, s := reflect.ValueOf(dst), reflect.ValueOf(src)
+	if d.Kind() != reflect.Pointer || d.IsNil() || s.Type() != d.Type() {
+		return status.Errorf(codes.Internal, "in-process call: cannot move %T into %T", src, dst)
+	}
+	if s.IsNil() {
+		return nil
+	}
+	d.Elem().Set(s.Elem())
 	return nil
 }
 

@@ -66,6 +66,9 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 			writeError(w, apierr.Newf("route_not_found", "no route %s", r.URL.Path))
 		}),
 		runtime.WithDisablePathLengthFallback(),
+		// Only the Authorization header matters to the services (grpc-gateway forwards it
+		// itself); skip turning every other header into metadata.
+		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithWriteContentLength(),
 	)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/proto"
@@ -47,7 +48,12 @@ func (marshaler) Unmarshal(data []byte, v any) error {
 func (m marshaler) NewDecoder(r io.Reader) runtime.Decoder {
 	return runtime.DecoderFunc(func(v any) error {
 		if d, ok := r.(*decodedBody); ok {
-			proto.Merge(v.(proto.Message), d.msg)
+			// The middleware's message is not used again: move it rather than deep-copy it.
+			dv, sv := reflect.ValueOf(v), reflect.ValueOf(d.msg)
+			if dv.Type() != sv.Type() {
+				return errors.New("decoded body of another type")
+			}
+			dv.Elem().Set(sv.Elem())
 			return nil
 		}
 		b, err := io.ReadAll(r)
