@@ -54,27 +54,33 @@ func newClient(base string, conns int) *client {
 		Transport: &http.Transport{MaxIdleConns: conns * 2, MaxIdleConnsPerHost: conns * 2}}}
 }
 
-// post returns the status and the envelope's data.
-func (c *client) post(ctx context.Context, path string, body []byte) (int, map[string]any, error) {
+// send posts body as JSON and decodes the answer into out.
+func (c *client) send(ctx context.Context, path string, body []byte, out any) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
+	_ = json.Unmarshal(raw, out)
+	return resp.StatusCode, nil
+}
+
+// post returns the status and the envelope's data.
+func (c *client) post(ctx context.Context, path string, body []byte) (int, map[string]any, error) {
 	var env struct {
 		Data map[string]any `json:"data"`
 	}
-	_ = json.Unmarshal(raw, &env)
-	return resp.StatusCode, env.Data, nil
+	status, err := c.send(ctx, path, body, &env)
+	return status, env.Data, err
 }
 
 // opAnswer is the part of an event op's answer the load needs.
@@ -89,22 +95,8 @@ type opAnswer struct {
 // machine's cores with the server, so it should cost little.
 func (c *client) postOp(ctx context.Context, path string, body []byte) (int, opAnswer, error) {
 	var a opAnswer
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, a, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, a, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, a, err
-	}
-	_ = json.Unmarshal(raw, &a)
-	return resp.StatusCode, a, nil
+	status, err := c.send(ctx, path, body, &a)
+	return status, a, err
 }
 
 // mustOK posts and fails unless 200.
