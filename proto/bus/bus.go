@@ -10,7 +10,7 @@ import (
 
 // Streams.
 const (
-	// StreamCommands is the work queue of validated commands, subjects
+	// StreamCommands is the queue of validated commands (lifecycle removes the folded ones), subjects
 	// pushgo.cmd.<channel_id>.<event_id>; Nats-Msg-Id = CommandMsgID.
 	StreamCommands = "PUSHGO_COMMANDS"
 	// StreamEvents is the event store and audit log, one subject per event:
@@ -34,7 +34,7 @@ const (
 
 // Durable consumers. Renaming one replays its stream from the start.
 const (
-	// ConsumerLifecycle is the one consumer of the commands work queue; every lifecycle
+	// ConsumerLifecycle is the one consumer of the commands stream; every lifecycle
 	// instance pulls from it, so each command is processed by one instance at a time.
 	ConsumerLifecycle = "lifecycle"
 	// ConsumerDispatch consumes the event store; every dispatch instance pulls from it.

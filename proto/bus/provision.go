@@ -73,12 +73,13 @@ func StreamConfigs(o Options) []jetstream.StreamConfig {
 	o = o.withDefaults()
 	return []jetstream.StreamConfig{{
 		Name:        StreamCommands,
-		Description: "validated commands, consumed once by lifecycle",
+		Description: "validated commands, consumed once by lifecycle, which removes the folded ones",
 		Subjects:    []string{CommandSubjects},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-		Duplicates:  o.DuplicateWindow,
+		// A work queue with batched removal: lifecycle.TrimEvery says why not WorkQueuePolicy.
+		Retention:  jetstream.LimitsPolicy,
+		Storage:    jetstream.FileStorage,
+		Replicas:   o.Replicas,
+		Duplicates: o.DuplicateWindow,
 	}, {
 		Name:        StreamEvents,
 		Description: "event store and audit log: one domain event per accepted op, one subject per event",
@@ -122,6 +123,12 @@ func BucketConfigs(o Options) []jetstream.KeyValueConfig {
 func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 	for _, cfg := range StreamConfigs(o) {
 		if err := retryProvision(ctx, func() error {
+			// JetStream cannot change a retention policy to or from work queue: a commands
+			// stream made by an earlier version keeps its work-queue retention, which is
+			// correct and only slower (lifecycle's trim then finds nothing to remove).
+			if s, err := js.Stream(ctx, cfg.Name); err == nil && s.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy {
+				cfg.Retention = jetstream.WorkQueuePolicy
+			}
 			_, err := js.CreateOrUpdateStream(ctx, cfg)
 			return err
 		}); err != nil {

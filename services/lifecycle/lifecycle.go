@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,14 +39,16 @@ const (
 type Config struct {
 	Workers int
 	AckWait time.Duration
+	// TrimEvery is how often folded commands are removed from PUSHGO_COMMANDS (TrimEvery).
+	TrimEvery time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
 }
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
-	if c.Workers < 0 || c.AckWait < 0 {
-		return errors.New("lifecycle: workers and ack wait must not be negative")
+	if c.Workers < 0 || c.AckWait < 0 || c.TrimEvery < 0 {
+		return errors.New("lifecycle: workers, ack wait and trim interval must not be negative")
 	}
 	return nil
 }
@@ -69,7 +72,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := bus.Provision(ctx, js, cfg.Bus); err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, bus.StreamCommands, jetstream.ConsumerConfig{
+	cons, horizon, err := commandsConsumer(ctx, js, jetstream.ConsumerConfig{
 		Durable:       bus.ConsumerLifecycle,
 		Description:   "lifecycle: folds commands into the event store",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -84,7 +87,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("lifecycle: ops bucket: %w", err)
 	}
-	h := commands.New(natsstore.New(deps.NC, js, 15*time.Second, cfg.Bus.Replicas <= 1), ops, log)
+	h := commands.New(natsstore.New(deps.NC, js, 15*time.Second, cfg.Bus.Replicas <= 1), ops, horizon, log)
 	log.Info("lifecycle running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
+	var trim sync.WaitGroup
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	trim.Go(func() { trimCommands(trimCtx, js, cons, cmp.Or(cfg.TrimEvery, TrimEvery), log) })
+	defer func() { stopTrim(); trim.Wait() }()
 	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
 }

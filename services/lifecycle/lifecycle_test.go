@@ -27,6 +27,13 @@ var quiet = slog.New(slog.DiscardHandler)
 // startInstance runs one lifecycle instance on its own connection until the test ends.
 func startInstance(t *testing.T, url string) {
 	t.Helper()
+	startInstanceWith(t, url, lifecycle.Config{Workers: 8})
+}
+
+// startInstanceWith runs one lifecycle instance with cfg until the test ends or the returned
+// stop is called.
+func startInstanceWith(t *testing.T, url string, cfg lifecycle.Config) (stop func()) {
+	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -34,15 +41,20 @@ func startInstance(t *testing.T, url string) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- lifecycle.Run(ctx, lifecycle.Config{Workers: 8}, lifecycle.Deps{NC: nc, Logger: quiet})
+		done <- lifecycle.Run(ctx, cfg, lifecycle.Deps{NC: nc, Logger: quiet})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("lifecycle.Run: %v", err)
-		}
-		nc.Close()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("lifecycle.Run: %v", err)
+			}
+			nc.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func command(route, eventID, opID string, eventTime int64) *busv1.EventCommand {
@@ -262,5 +274,62 @@ func TestRejectionsBecomeOutcomes(t *testing.T) {
 	}
 	if h := history(t, nc, "ev"); len(h) != 2 {
 		t.Fatalf("ev history has %d entries, want 2 (create, close)", len(h))
+	}
+}
+
+// TestFoldedCommandsAreTrimmed: commands leave PUSHGO_COMMANDS once folded.
+func TestFoldedCommandsAreTrimmed(t *testing.T) {
+	t.Parallel()
+	s, nc, js := bustest.Provisioned(t)
+	startInstanceWith(t, s.ClientURL(), lifecycle.Config{Workers: 2, TrimEvery: 20 * time.Millisecond})
+
+	publish(t, js, command("create", "ev", "op-1", 1000), false)
+	publish(t, js, command("update", "ev", "op-2", 2000), false)
+	publish(t, js, command("update", "ev", "op-3", 3000), false)
+	eventually(t, 10*time.Second, "three entries", func() bool { return len(history(t, nc, "ev")) == 3 })
+	stream, err := js.Stream(t.Context(), bus.StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "an empty command stream", func() bool {
+		info, err := stream.Info(t.Context())
+		return err == nil && info.State.Msgs == 0 && info.State.FirstSeq == 4
+	})
+}
+
+// TestRecreatedConsumerDoesNotRefoldCommands: folded commands stay in the stream until the
+// next trim; a lifecycle consumer created in that time (an operator deleted it) is handed
+// them again as first deliveries, and must recognise them instead of applying an update
+// twice and recording the create as a 409.
+func TestRecreatedConsumerDoesNotRefoldCommands(t *testing.T) {
+	t.Parallel()
+	s, nc, js := bustest.Provisioned(t)
+	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	never := lifecycle.Config{Workers: 2, TrimEvery: time.Hour}
+	stop := startInstanceWith(t, s.ClientURL(), never)
+	publish(t, js, command("create", "ev", "op-create", 1000), false)
+	publish(t, js, command("update", "ev", "op-update", 2000), false)
+	eventually(t, 10*time.Second, "two entries", func() bool { return len(history(t, nc, "ev")) == 2 })
+	stop()
+
+	if err := js.DeleteConsumer(t.Context(), bus.StreamCommands, bus.ConsumerLifecycle); err != nil {
+		t.Fatal(err)
+	}
+	startInstanceWith(t, s.ClientURL(), never)
+	publish(t, js, command("close", "ev", "op-close", 3000), false) // a marker behind them
+	eventually(t, 10*time.Second, "the close", func() bool { return len(history(t, nc, "ev")) >= 3 })
+	h := history(t, nc, "ev")
+	var ops []string
+	for _, r := range h {
+		ops = append(ops, fmt.Sprintf("%s@v%d", r.GetEnvelope().GetOpId(), r.GetVersion()))
+	}
+	if strings.Join(ops, " ") != "op-create@v1 op-update@v2 op-close@v3" {
+		t.Fatalf("history = %v, want each op once", ops)
+	}
+	if rec := opRecord(t, kv, "op-create"); rec != nil {
+		t.Fatalf("the create got a second outcome: %v", rec.GetOutcome())
 	}
 }

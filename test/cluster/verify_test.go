@@ -33,12 +33,12 @@ func settle(ctx context.Context, js jetstream.JetStream, within time.Duration) e
 	var last error
 	for time.Now().Before(deadline) {
 		last = func() error {
-			cmds, err := js.Stream(ctx, bus.StreamCommands)
+			folder, err := js.Consumer(ctx, bus.StreamCommands, bus.ConsumerLifecycle)
 			if err != nil {
 				return err
 			}
-			if n := cmds.CachedInfo().State.Msgs; n > 0 {
-				return fmt.Errorf("%d commands not folded", n)
+			if info := folder.CachedInfo(); info.NumPending > 0 || info.NumAckPending > 0 {
+				return fmt.Errorf("lifecycle: %d commands pending, %d unacked", info.NumPending, info.NumAckPending)
 			}
 			cons, err := js.Consumer(ctx, bus.StreamEvents, bus.ConsumerDispatch)
 			if err != nil {

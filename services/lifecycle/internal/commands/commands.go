@@ -37,15 +37,18 @@ var errTooManyConflicts = errors.New("too many concurrent appends to one event")
 
 // Handler handles command messages. It is safe for concurrent use by the consume workers.
 type Handler struct {
-	store *natsstore.Store
-	ops   jetstream.KeyValue
-	log   *slog.Logger
-	now   func() int64
+	store   *natsstore.Store
+	ops     jetstream.KeyValue
+	horizon uint64
+	log     *slog.Logger
+	now     func() int64
 }
 
-// New returns a handler appending to store and recording rejections in ops.
-func New(store *natsstore.Store, ops jetstream.KeyValue, log *slog.Logger) *Handler {
-	return &Handler{store: store, ops: ops, log: log, now: func() int64 { return time.Now().UnixMilli() }}
+// New returns a handler appending to store and recording rejections in ops. Commands below
+// stream sequence horizon may have been folded by an earlier consumer (see lifecycle's
+// consumer setup), so each of them is checked against its event's history first.
+func New(store *natsstore.Store, ops jetstream.KeyValue, horizon uint64, log *slog.Logger) *Handler {
+	return &Handler{store: store, ops: ops, horizon: horizon, log: log, now: func() int64 { return time.Now().UnixMilli() }}
 }
 
 // Handle processes one message and acks it, or naks it with a delay when a transient failure
@@ -60,13 +63,14 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	md, err := m.Metadata()
-	delivered := uint64(1)
+	delivered, seq := uint64(1), uint64(0)
 	if err == nil {
-		delivered = md.NumDelivered
+		delivered, seq = md.NumDelivered, md.Sequence.Stream
 	}
 	// A redelivered or republished command may have been applied already by an instance that
-	// died before acking, and other ops of the event may have followed it since.
-	suspect := delivered > 1 || m.Headers().Get(bus.HeaderRedrive) != ""
+	// died before acking, and other ops of the event may have followed it since; so may one
+	// that was in the stream before the consumer was created.
+	suspect := delivered > 1 || m.Headers().Get(bus.HeaderRedrive) != "" || seq < h.horizon
 	if err := h.process(ctx, cmd, suspect); err != nil {
 		delay := min(time.Duration(1<<min(delivered-1, 5))*time.Second, maxBackoff)
 		h.log.Warn("command will be retried", "op", cmd.GetEnvelope().GetId(), "delivered", delivered, "in", delay, "err", err)
