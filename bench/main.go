@@ -79,14 +79,31 @@ func run(ctx context.Context, o options) error {
 	}
 	life.print("lifecycle")
 	rssEnd := srv.rss()
+	var idleProf chan error
+	if srv.pprofURL != "" {
+		idleProf = make(chan error, 1)
+		go func() {
+			idleProf <- fetch(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", srv.pprofURL, max(int(o.idle.Seconds())-1, 1)),
+				filepath.Join(o.profile, "cpu-idle.pprof"))
+		}()
+	}
 	idle, err := srv.idleCPU(ctx, o.idle)
 	if err != nil {
 		return err
+	}
+	if idleProf != nil {
+		if err := <-idleProf; err != nil {
+			return err
+		}
 	}
 	fmt.Printf("server: RSS %d MB at the end of the load, %d MB after %s idle (peak %d MB); idle CPU %.2f%% of one core\n",
 		rssEnd>>20, srv.rss()>>20, o.idle, srv.peakRSS()>>20, idle*100)
 	if srv.pprofURL != "" {
 		if err := fetch(ctx, srv.pprofURL+"/debug/pprof/heap?gc=1", filepath.Join(o.profile, "heap-idle.pprof")); err != nil {
+			return err
+		}
+		// The text form ends with the runtime's memory statistics (heap in use, idle, released).
+		if err := fetch(ctx, srv.pprofURL+"/debug/pprof/heap?debug=1", filepath.Join(o.profile, "heap-idle.txt")); err != nil {
 			return err
 		}
 	}
