@@ -194,3 +194,12 @@ func (s *server) inboxCounts(ctx context.Context) (map[string]uint64, error) {
 	}
 	return out, nil
 }
+
+// selfCPU is the CPU time the load generator itself has used (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
