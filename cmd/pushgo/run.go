@@ -92,6 +92,8 @@ func startAll(ctx context.Context, cfg config, log *slog.Logger, httpLn net.List
 		ncs[svc] = nc
 	}
 	g, gctx := errgroup.WithContext(backendCtx)
+	// The one lifecycle instance of serve appends every event, so its heads can be remembered.
+	cfg.lifecycle.CacheHeads = true
 	g.Go(func() error {
 		return lifecycle.Run(gctx, cfg.lifecycle, lifecycle.Deps{NC: ncs["lifecycle"], Logger: log})
 	})

@@ -31,6 +31,9 @@ const (
 	// DefaultAckWait is how long a command may stay unacknowledged before JetStream hands it to
 	// another instance: longer than a command takes even through a leader election.
 	DefaultAckWait = 30 * time.Second
+	// headCacheSize bounds the event heads remembered when Config.CacheHeads is set (about
+	// 1 KB each).
+	headCacheSize = 4096
 	// maxAckPending bounds the commands in flight across all instances.
 	maxAckPending = 8192
 )
@@ -39,6 +42,9 @@ const (
 type Config struct {
 	Workers int
 	AckWait time.Duration
+	// CacheHeads makes the instance remember the heads it appended (natsstore.Store.CacheHeads):
+	// set it when this is the only lifecycle instance, as in pushgo serve.
+	CacheHeads bool
 	// TrimEvery is how often folded commands are removed from PUSHGO_COMMANDS (TrimEvery).
 	TrimEvery time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
@@ -87,7 +93,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("lifecycle: ops bucket: %w", err)
 	}
-	h := commands.New(natsstore.New(deps.NC, js, 15*time.Second, cfg.Bus.Replicas <= 1), ops, horizon, log)
+	store := natsstore.New(deps.NC, js, 15*time.Second, cfg.Bus.Replicas <= 1)
+	if cfg.CacheHeads {
+		store.CacheHeads(headCacheSize)
+	}
+	h := commands.New(store, ops, horizon, log)
 	log.Info("lifecycle running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
 	var trim sync.WaitGroup
 	trimCtx, stopTrim := context.WithCancel(ctx)

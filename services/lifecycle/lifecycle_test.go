@@ -140,9 +140,21 @@ func opRecord(t *testing.T, kv jetstream.KeyValue, opID string) *busv1.OpRecord 
 // before.
 func TestTwoInstancesNeverCorruptAnEvent(t *testing.T) {
 	t.Parallel()
+	twoInstancesNeverCorruptAnEvent(t, lifecycle.Config{Workers: 8})
+}
+
+// TestTwoInstancesWithHeadCachesNeverCorruptAnEvent: with remembered heads, each instance's
+// head of an event goes stale whenever the other appends to it; the sequence check of the
+// append must catch every one.
+func TestTwoInstancesWithHeadCachesNeverCorruptAnEvent(t *testing.T) {
+	t.Parallel()
+	twoInstancesNeverCorruptAnEvent(t, lifecycle.Config{Workers: 8, CacheHeads: true})
+}
+
+func twoInstancesNeverCorruptAnEvent(t *testing.T, cfg lifecycle.Config) {
 	s, nc, js := bustest.Provisioned(t)
-	startInstance(t, s.ClientURL())
-	startInstance(t, s.ClientURL())
+	startInstanceWith(t, s.ClientURL(), cfg)
+	startInstanceWith(t, s.ClientURL(), cfg)
 
 	const events, updates = 4, 60
 	for e := range events {

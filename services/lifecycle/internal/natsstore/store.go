@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,7 @@ type Store struct {
 	// direct reads heads with direct gets: right for an R1 stream, whose only replica is its
 	// leader; replicated streams are read from the leader.
 	direct bool
+	heads  *headCache // nil: every Head reads the stream
 }
 
 // New returns a store over an open connection; direct says the event stream has one replica.
@@ -38,16 +40,30 @@ func New(nc *nats.Conn, js jetstream.JetStream, budget time.Duration, direct boo
 	return &Store{nc: nc, js: js, budget: budget, direct: direct}
 }
 
+// CacheHeads makes the store remember the head it appended last for up to n recently changed
+// events and answer Head from it. That saves a read per op when this instance is the only one
+// appending (pushgo serve); where several are, a remembered head may be stale, and the append
+// that follows fails its sequence check, drops it and the op is decided again from a fresh
+// read, so correctness never rests on the cache. A stale head costs a failed append, so with
+// several instances the cache does not pay.
+func (s *Store) CacheHeads(n int) {
+	s.heads = &headCache{max: n, m: make(map[string]cachedHead, n)}
+}
+
 // Head returns the last domain event of an event and its stream sequence; (nil, 0, nil) when
-// the event has no history.
+// the event has no history. The returned message must not be modified.
 func (s *Store) Head(ctx context.Context, channelID, eventID string) (*busv1.EventRecorded, uint64, error) {
+	subject := bus.EventSubject(channelID, eventID)
+	if h, ok := s.heads.get(subject); ok {
+		return h.rec, h.seq, nil
+	}
 	var m *bus.Msg
 	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
 		if s.direct {
-			m, err = bus.DirectLastMsg(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
+			m, err = bus.DirectLastMsg(ctx, s.nc, bus.StreamEvents, subject)
 		} else {
-			m, err = bus.LastMsg(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
+			m, err = bus.LastMsg(ctx, s.nc, bus.StreamEvents, subject)
 		}
 		return err
 	})
@@ -73,16 +89,18 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, lastSeq ui
 	if err != nil {
 		return 0, err
 	}
+	subject := bus.EventSubject(env.GetChannelId(), env.GetEventId())
 	var ack *jetstream.PubAck
 	err = bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
-		ack, err = s.js.Publish(ctx, bus.EventSubject(env.GetChannelId(), env.GetEventId()), data,
+		ack, err = s.js.Publish(ctx, subject, data,
 			jetstream.WithMsgID(env.GetId()),
 			jetstream.WithExpectLastSequencePerSubject(lastSeq),
 			jetstream.WithExpectStream(bus.StreamEvents))
 		return err
 	})
 	if err != nil {
+		s.heads.forget(subject)
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
@@ -90,7 +108,55 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, lastSeq ui
 		}
 		return 0, fmt.Errorf("append %s: %w", env.GetId(), err)
 	}
+	s.heads.put(subject, cachedHead{rec: rec, seq: ack.Sequence})
 	return ack.Sequence, nil
+}
+
+// headCache holds the heads a store appended last, per event subject. Its methods do nothing
+// on a nil cache.
+type headCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]cachedHead
+}
+
+type cachedHead struct {
+	rec *busv1.EventRecorded
+	seq uint64
+}
+
+func (c *headCache) get(subject string) (cachedHead, bool) {
+	if c == nil {
+		return cachedHead{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.m[subject]
+	return h, ok
+}
+
+func (c *headCache) put(subject string, h cachedHead) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[subject]; !ok && len(c.m) >= c.max {
+		for k := range c.m { // full: drop one at random (map order)
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[subject] = h
+}
+
+func (c *headCache) forget(subject string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.m, subject)
+	c.mu.Unlock()
 }
 
 // Contains reports whether the event's history holds an entry of the given command. It reads
