@@ -31,9 +31,10 @@ const (
 	// DefaultAckWait is how long a command may stay unacknowledged before JetStream hands it to
 	// another instance: longer than a command takes even through a leader election.
 	DefaultAckWait = 30 * time.Second
-	// headCacheSize bounds the event heads remembered when Config.CacheHeads is set (about
-	// 1 KB each).
-	headCacheSize = 4096
+	// headCacheSize bounds the event heads remembered when Config.CacheHeads is set. Only
+	// events changed in the last moments benefit, and each head is a tree of small objects
+	// that would outlive a burst and keep heap pages from being returned, so it is small.
+	headCacheSize = 1024
 	// maxAckPending bounds the commands in flight across all instances.
 	maxAckPending = 8192
 )
