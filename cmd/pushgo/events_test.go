@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,5 +207,48 @@ func TestEventExistsAfterWindow(t *testing.T) {
 	})
 	if last.status != http.StatusConflict || last.code() != "event_exists" {
 		t.Fatalf("replay after the window: %d %s", last.status, last.raw)
+	}
+}
+
+// TestAttrsStayBounded: attrs merge on every update, so an event's folded attrs are bounded
+// (64 KiB of JSON); without the bound an event would outgrow the broker's message size and its
+// next op could never be stored (it was answered dispatch_timeout forever).
+func TestAttrsStayBounded(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gatewayOpts{})
+	ch := g.channel(t)
+	ev := g.mustOK(t, "/event/create", createBody(ch, nil))["event_id"].(string)
+	set := func(prefix string) obj { // ~26 KB of JSON
+		out := obj{}
+		for i := range 250 {
+			out[fmt.Sprintf("%s%04d", prefix, i)] = strings.Repeat("v", 90)
+		}
+		return out
+	}
+	at := int64(1713750300000)
+	update := func(attrs obj) response {
+		at++
+		return g.post(t, "/event/update", opBody(ch, ev, obj{"attrs": attrs, "event_time": at}))
+	}
+	for _, p := range []string{"a", "b"} {
+		if r := update(set(p)); r.status != http.StatusOK {
+			t.Fatalf("update adding set %s: %d %s", p, r.status, r.raw)
+		}
+	}
+	r := update(set("c"))
+	if r.status != http.StatusBadRequest || r.code() != "attrs_too_large" {
+		t.Fatalf("update past the bound: %d %s", r.status, r.raw)
+	}
+	// Making room first works, and the rejected op left no trace: versions go on from 3.
+	swap := set("c")
+	for k := range set("a") {
+		swap[k] = nil
+	}
+	if r := update(swap); r.status != http.StatusOK || r.data(t)["version"] != 4.0 {
+		t.Fatalf("update deleting set a and adding set c: %d %s", r.status, r.raw)
+	}
+	state := g.mustOK(t, "/event/get", obj{"channel_id": ch, "password": "secret-123", "event_id": ev})
+	if attrs, _ := state["attrs"].(map[string]any); len(attrs) != 500 {
+		t.Fatalf("attrs after the swap hold %d keys, want 500", len(attrs))
 	}
 }

@@ -115,6 +115,7 @@ var Codes = map[string]Spec{
 	"event_exists":      {KindConflict, http.StatusConflict},
 	"op_id_conflict":    {KindConflict, http.StatusConflict},
 	"thing_id_mismatch": {KindConflict, http.StatusConflict},
+	"attrs_too_large":   {KindInvalid, http.StatusBadRequest},
 
 	// Dispatch and broker (§5).
 	"dispatch_partial_failure": {KindUnavailable, http.StatusServiceUnavailable},

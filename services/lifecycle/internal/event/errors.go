@@ -1,5 +1,7 @@
 package event
 
+import "fmt"
+
 // RuleError is a command the lifecycle rules reject. It is permanent: redelivering the command
 // gives the same answer, so it becomes the op's outcome rather than a retry.
 type RuleError struct {
@@ -25,4 +27,7 @@ var (
 	ErrThingIDMismatch = &RuleError{Code: "thing_id_mismatch", Status: 409, Msg: "thing_id differs from the event's thing_id"}
 	// ErrInvalidEndedAt: ended_at (or event_time, its default) is before started_at.
 	ErrInvalidEndedAt = &RuleError{Code: "invalid_ended_at", Status: 400, Msg: "ended_at is before the event's started_at"}
+	// ErrAttrsTooLarge: the folded attrs would outgrow MaxAttrsBytes.
+	ErrAttrsTooLarge = &RuleError{Code: "attrs_too_large", Status: 400,
+		Msg: fmt.Sprintf("the event's attrs would exceed %d bytes of JSON after this patch; delete keys with null first", MaxAttrsBytes)}
 )

@@ -6,6 +6,11 @@
 // before they are changed), so a State read from the store can be shared freely.
 package event
 
+import (
+	"bytes"
+	"encoding/json"
+)
+
 // Route is the kind of op.
 type Route string
 
@@ -150,9 +155,27 @@ func change(s *State, c Command, now int64) (Decision, error) {
 	n.Status, n.Message, n.Severity = f.Status, f.Message, f.Severity
 	replaceText(&n, f)
 	n.Attrs = mergePatch(s.Attrs, f.Attrs)
+	if f.Attrs != nil && attrsTooLarge(n.Attrs) {
+		return Decision{}, ErrAttrsTooLarge
+	}
 	n.Version = s.Version + 1
 	n.UpdatedAt = now
 	return Decision{Applied: true, Version: n.Version, State: n}, nil
+}
+
+// MaxAttrsBytes bounds an event's folded attrs, as JSON. A merge patch can add keys on every
+// update, and every domain event carries the whole state (and every push the folded attrs), so
+// without a bound an event would outgrow the broker's message size and its next op could never
+// be stored. A request body is at most 32 KiB, so one op cannot reach it alone.
+const MaxAttrsBytes = 64 << 10
+
+// attrsTooLarge reports whether attrs encode to more than MaxAttrsBytes of JSON (without HTML
+// escaping, as pushes carry them).
+func attrsTooLarge(attrs map[string]any) bool {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(attrs) != nil || b.Len()-1 > MaxAttrsBytes // Encode adds a newline
 }
 
 // replaceText applies the fields that replace when given.

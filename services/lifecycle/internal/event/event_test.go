@@ -2,6 +2,8 @@ package event
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"reflect"
 	"testing"
 )
@@ -234,6 +236,34 @@ func TestDecide(t *testing.T) {
 			wantErr: ErrInvalidEndedAt,
 		},
 		{
+			name:    "an update whose patch would take attrs past 64 KiB is attrs_too_large",
+			given:   []Command{created(), updated(t0+1, withAttrs(bigAttrs("a", 40<<10)))},
+			when:    updated(t0+2, withAttrs(bigAttrs("b", 30<<10))),
+			wantErr: ErrAttrsTooLarge,
+		},
+		{
+			name:    "a close is held to the same bound",
+			given:   []Command{created(), updated(t0+1, withAttrs(bigAttrs("a", 40<<10)))},
+			when:    closed(t0+2, withAttrs(bigAttrs("b", 30<<10))),
+			wantErr: ErrAttrsTooLarge,
+		},
+		{
+			name:  "a patch that deletes as much as it adds stays within the bound",
+			given: []Command{created(), updated(t0+1, withAttrs(bigAttrs("a", 40<<10)))},
+			when: updated(t0+2, withAttrs(func() map[string]any {
+				p := bigAttrs("b", 40<<10)
+				for k := range bigAttrs("a", 40<<10) {
+					p[k] = nil
+				}
+				return p
+			}())),
+			check: func(t *testing.T, d Decision) {
+				if !d.Applied || len(d.State.Attrs) != len(bigAttrs("b", 40<<10))+3 {
+					t.Fatalf("applied %v with %d attrs", d.Applied, len(d.State.Attrs))
+				}
+			},
+		},
+		{
 			name:    "update after close is event_closed",
 			given:   []Command{created(), closed(t0)},
 			when:    updated(t0 + 1),
@@ -349,4 +379,16 @@ func TestVersionsHaveNoGaps(t *testing.T) {
 	if s.Version != 6 {
 		t.Fatalf("version after create + 5 applied updates = %d, want 6", s.Version)
 	}
+}
+
+func withAttrs(a map[string]any) func(*Fields) { return func(f *Fields) { f.Attrs = a } }
+
+// bigAttrs returns about size bytes of JSON attrs whose keys start with prefix.
+func bigAttrs(prefix string, size int) map[string]any {
+	out := map[string]any{}
+	value := strings.Repeat("v", 100)
+	for i := 0; i*(len(value)+12) < size; i++ {
+		out[fmt.Sprintf("%s%05d", prefix, i)] = value
+	}
+	return out
 }

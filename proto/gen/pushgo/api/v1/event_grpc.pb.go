@@ -42,15 +42,18 @@ const (
 // invalid_event_time, invalid_started_at, started_at_forbidden, invalid_ended_at,
 // ended_at_forbidden, too_many_tags, invalid_tag, too_many_images, invalid_image, invalid_attrs,
 // invalid_metadata); channel_not_found, password_mismatch; event_not_found, event_closed,
-// event_exists, op_id_conflict, thing_id_mismatch, invalid_ended_at; dispatch_partial_failure,
-// dispatch_timeout, unavailable (the last three carry the EventOpResult as a detail).
+// event_exists, op_id_conflict, thing_id_mismatch, invalid_ended_at, attrs_too_large;
+// dispatch_partial_failure, dispatch_timeout, unavailable (the last three carry the
+// EventOpResult as a detail).
 type EventServiceClient interface {
 	// Create starts an event. The gateway assigns event_id (derived from channel_id and op_id when
 	// op_id is given, so a replay maps to the same event).
 	Create(ctx context.Context, in *EventRequest, opts ...grpc.CallOption) (*EventOpResult, error)
-	// Update changes an ongoing event: event_not_found, event_closed, thing_id_mismatch.
+	// Update changes an ongoing event: event_not_found, event_closed, thing_id_mismatch,
+	// attrs_too_large.
 	Update(ctx context.Context, in *EventRequest, opts ...grpc.CallOption) (*EventOpResult, error)
-	// Close ends an event: event_not_found, event_closed, thing_id_mismatch, invalid_ended_at.
+	// Close ends an event: event_not_found, event_closed, thing_id_mismatch, invalid_ended_at,
+	// attrs_too_large.
 	Close(ctx context.Context, in *EventRequest, opts ...grpc.CallOption) (*EventOpResult, error)
 	// Get returns the folded state of one event: event_not_found.
 	Get(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*Event, error)
@@ -144,15 +147,18 @@ func (c *eventServiceClient) List(ctx context.Context, in *ListEventsRequest, op
 // invalid_event_time, invalid_started_at, started_at_forbidden, invalid_ended_at,
 // ended_at_forbidden, too_many_tags, invalid_tag, too_many_images, invalid_image, invalid_attrs,
 // invalid_metadata); channel_not_found, password_mismatch; event_not_found, event_closed,
-// event_exists, op_id_conflict, thing_id_mismatch, invalid_ended_at; dispatch_partial_failure,
-// dispatch_timeout, unavailable (the last three carry the EventOpResult as a detail).
+// event_exists, op_id_conflict, thing_id_mismatch, invalid_ended_at, attrs_too_large;
+// dispatch_partial_failure, dispatch_timeout, unavailable (the last three carry the
+// EventOpResult as a detail).
 type EventServiceServer interface {
 	// Create starts an event. The gateway assigns event_id (derived from channel_id and op_id when
 	// op_id is given, so a replay maps to the same event).
 	Create(context.Context, *EventRequest) (*EventOpResult, error)
-	// Update changes an ongoing event: event_not_found, event_closed, thing_id_mismatch.
+	// Update changes an ongoing event: event_not_found, event_closed, thing_id_mismatch,
+	// attrs_too_large.
 	Update(context.Context, *EventRequest) (*EventOpResult, error)
-	// Close ends an event: event_not_found, event_closed, thing_id_mismatch, invalid_ended_at.
+	// Close ends an event: event_not_found, event_closed, thing_id_mismatch, invalid_ended_at,
+	// attrs_too_large.
 	Close(context.Context, *EventRequest) (*EventOpResult, error)
 	// Get returns the folded state of one event: event_not_found.
 	Get(context.Context, *GetEventRequest) (*Event, error)
