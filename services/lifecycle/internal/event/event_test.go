@@ -3,8 +3,8 @@ package event
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"reflect"
+	"strings"
 	"testing"
 )
 
