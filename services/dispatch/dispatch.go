@@ -39,6 +39,9 @@ const (
 	// maxInboxInFlight bounds the inbox appends awaiting their ack (a 1000-device channel
 	// makes 1000 per op).
 	maxInboxInFlight = 32768
+	// recordHeadroom is what an op record leaves of the broker's max payload for the KV
+	// message's subject and headers.
+	recordHeadroom = 4 << 10
 )
 
 // Config configures one dispatch instance.
@@ -50,13 +53,16 @@ type Config struct {
 	WebhookTimeout time.Duration
 	// WebhookAllowPrivate permits webhooks to loopback and private networks (tests, LANs).
 	WebhookAllowPrivate bool
+	// MaxRecordBytes bounds an encoded op record (0: the broker's max payload less headroom
+	// for the message's headers); receipts beyond it are counted instead of kept.
+	MaxRecordBytes int
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
 }
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
-	if c.Workers < 0 || c.AckWait < 0 || c.Budget < 0 || c.WebhookTimeout < 0 {
+	if c.Workers < 0 || c.AckWait < 0 || c.Budget < 0 || c.WebhookTimeout < 0 || c.MaxRecordBytes < 0 {
 		return errors.New("dispatch: workers and ack wait must not be negative")
 	}
 	return nil
@@ -106,6 +112,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		WebhookTimeout:      cmp.Or(cfg.WebhookTimeout, DefaultWebhookTimeout),
 		WebhookAllowPrivate: cfg.WebhookAllowPrivate,
 		WebhookParallel:     32,
+		MaxRecordBytes:      cmp.Or(cfg.MaxRecordBytes, int(deps.NC.MaxPayload())-recordHeadroom),
 	}, log)
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)

@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -92,5 +93,108 @@ func TestOutcomes(t *testing.T) {
 			!res.GetAccepted() || res.GetApplied() != tt.applied || res.GetDelivery() == nil {
 			t.Fatalf("%s: record %v", tt.op, &rec)
 		}
+	}
+}
+
+// TestRecordOfALargeChannelFits: an op's record holds one receipt per target, and a channel of
+// many thousand targets has more than one broker message holds. The record must still be
+// written (else the op is retried forever): delivered receipts are counted instead of kept,
+// then failed ones that do not fit, and the outcome still counts every target.
+func TestRecordOfALargeChannelFits(t *testing.T) {
+	t.Parallel()
+	_, nc, js := bustest.Provisioned(t)
+	ctx := t.Context()
+	devs, err := js.KeyValue(ctx, bus.BucketDevices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs, err := js.KeyValue(ctx, bus.BucketSubs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const private, failing = 40, 20 // apns has no provider credentials yet: those fail at once
+	for i := range private + failing {
+		key := fmt.Sprintf("%032x", i)
+		route := "private"
+		if i >= private {
+			route = "apns"
+		}
+		for kv, rec := range map[jetstream.KeyValue]proto.Message{
+			devs: &busv1.DeviceRecord{DeviceKey: key, Platform: "ios", ChannelType: route},
+			subs: &busv1.SubscriptionRecord{ChannelId: ch, DeviceKey: key},
+		} {
+			data, err := proto.Marshal(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := key
+			if kv == subs {
+				k = bus.SubKey(ch, key)
+			}
+			if _, err := kv.Put(ctx, k, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const limit = 2048
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- dispatch.Run(runCtx, dispatch.Config{Workers: 2, MaxRecordBytes: limit}, dispatch.Deps{NC: nc, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dispatch.Run: %v", err)
+		}
+	})
+	data, err := proto.Marshal(recorded("op-big", true, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, bus.EventSubject(ch, "ev"), data); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := js.KeyValue(ctx, bus.BucketOps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw []byte
+	deadline := time.Now().Add(10 * time.Second)
+	for raw == nil {
+		e, err := ops.Get(ctx, bus.OpKey(ch, "op-big"))
+		switch {
+		case err == nil:
+			raw = e.Value()
+		case !errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline):
+			t.Fatalf("outcome: %v", err)
+		default:
+			select {
+			case <-time.After(10 * time.Millisecond):
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+		}
+	}
+	var rec busv1.OpRecord
+	if err := proto.Unmarshal(raw, &rec); err != nil {
+		t.Fatal(err)
+	}
+	d := rec.GetOutcome().GetResult().GetDelivery()
+	if rec.GetOutcome().GetHttpStatus() != 503 || rec.GetOutcome().GetErrorCode() != "dispatch_partial_failure" ||
+		d.GetTargets() != private+failing || d.GetDelivered() != private || d.GetFailed() != failing {
+		t.Fatalf("outcome %v", rec.GetOutcome())
+	}
+	if len(raw) > limit {
+		t.Fatalf("record is %d bytes, limit %d", len(raw), limit)
+	}
+	for _, r := range rec.GetReceipts() {
+		if r.GetStatus() != busv1.ReceiptStatus_RECEIPT_STATUS_FAILED {
+			t.Fatalf("kept a delivered receipt: %v", r)
+		}
+	}
+	if rec.GetDeliveredOmitted() != private || rec.GetFailedOmitted() == 0 ||
+		len(rec.GetReceipts())+int(rec.GetFailedOmitted()) != failing || len(rec.GetReceipts()) == 0 {
+		t.Fatalf("kept %d failed receipts, omitted %d delivered and %d failed", len(rec.GetReceipts()), rec.GetDeliveredOmitted(), rec.GetFailedOmitted())
 	}
 }

@@ -55,6 +55,9 @@ type Config struct {
 	WebhookAllowPrivate bool
 	// WebhookParallel bounds the webhooks of one op sent at once.
 	WebhookParallel int
+	// MaxRecordBytes bounds an encoded op record: receipts beyond it are counted, not kept
+	// (busv1.OpRecord.delivered_omitted). It must be below the broker's max payload.
+	MaxRecordBytes int
 }
 
 // targets resolves an op's recipients; *directory.Directory implements it.
@@ -131,7 +134,7 @@ func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jets
 	if rec.GetApplied() { // late ops are recorded, not pushed
 		receipts = h.deliver(ctx, rec, h.dir.Targets(rec.GetEnvelope().GetChannelId()))
 	}
-	_, err := h.complete(ctx, rec, md.Sequence.Stream, receipts)
+	_, err := h.complete(ctx, rec, md.Sequence.Stream, receipts, omitted{})
 	return err
 }
 
@@ -186,7 +189,8 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 		}
 	}
 	receipts := append(append(keep, retry...), h.deliver(ctx, rec, again)...)
-	out, err := h.complete(ctx, rec, prior.GetEventSeq(), receipts)
+	out, err := h.complete(ctx, rec, prior.GetEventSeq(), receipts,
+		omitted{delivered: prior.GetDeliveredOmitted(), failed: prior.GetFailedOmitted()})
 	if err != nil {
 		return nil, err
 	}
@@ -287,10 +291,15 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 	return receipts
 }
 
-// complete records the op's outcome from its receipts and returns the record written.
-func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq uint64, receipts []*busv1.Receipt) (*busv1.OpRecord, error) {
+// omitted counts the receipts of an op that its record could not hold.
+type omitted struct{ delivered, failed uint32 }
+
+// complete records the op's outcome from its receipts (and those counted in prior, which an
+// earlier record of the op left out) and returns the record written.
+func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq uint64, receipts []*busv1.Receipt, prior omitted) (*busv1.OpRecord, error) {
 	env := rec.GetEnvelope()
-	delivery := &apiv1.Delivery{Targets: uint32(len(receipts))}
+	delivery := &apiv1.Delivery{Targets: uint32(len(receipts)) + prior.delivered + prior.failed,
+		Delivered: prior.delivered, Failed: prior.failed}
 	for _, r := range receipts {
 		if r.GetStatus() == busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED {
 			delivery.Delivered++
@@ -318,7 +327,8 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq ui
 	}
 	op := bus.DoneRecord(env, rec.GetRoute(), rec.GetCommandId(), rec.GetFingerprint(), rec.GetOpCreatedAt(), h.now().UnixMilli(), out)
 	op.Receipts, op.EventSeq = receipts, seq
-	data, err := proto.Marshal(op)
+	op.DeliveredOmitted, op.FailedOmitted = prior.delivered, prior.failed
+	data, err := h.encodeRecord(op)
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +339,39 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq ui
 		return nil, fmt.Errorf("record outcome of %s: %w", env.GetId(), err)
 	}
 	return op, nil
+}
+
+// encodeRecord encodes op within MaxRecordBytes. An op to a channel of many thousand targets
+// has more receipts than one broker message holds: then the delivered receipts are counted
+// instead of kept, and if the failed ones alone are still too many, those that do not fit are
+// counted too.
+func (h *Handler) encodeRecord(op *busv1.OpRecord) ([]byte, error) {
+	limit := h.cfg.MaxRecordBytes
+	if limit <= 0 || proto.Size(op) <= limit {
+		return proto.Marshal(op)
+	}
+	var failed []*busv1.Receipt
+	for _, r := range op.GetReceipts() {
+		if r.GetStatus() == busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED {
+			op.DeliveredOmitted++
+		} else {
+			failed = append(failed, r)
+		}
+	}
+	op.Receipts = nil
+	size := proto.Size(op) + 16 // room for the omitted counts growing by a few bytes
+	for i, r := range failed {
+		n := proto.Size(r) + 4 // tag and length prefix
+		if size+n > limit {
+			op.FailedOmitted += uint32(len(failed) - i)
+			break
+		}
+		op.Receipts = append(op.Receipts, r)
+		size += n
+	}
+	h.log.Warn("op record too large for one message: receipts counted, not kept", "op", op.GetChannelId()+"."+op.GetOpId(),
+		"kept", len(op.GetReceipts()), "delivered_omitted", op.GetDeliveredOmitted(), "failed_omitted", op.GetFailedOmitted())
+	return proto.Marshal(op)
 }
 
 // record reads an op record; nil when there is none.

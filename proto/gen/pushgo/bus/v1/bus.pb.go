@@ -510,9 +510,14 @@ type OpRecord struct {
 	// One receipt per target of the op's last delivery attempt.
 	Receipts []*Receipt `protobuf:"bytes,11,rep,name=receipts,proto3" json:"receipts,omitempty"`
 	// Stream sequence of the op's domain event in PUSHGO_EVENTS (0 for rejections).
-	EventSeq      uint64 `protobuf:"varint,12,opt,name=event_seq,json=eventSeq,proto3" json:"event_seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EventSeq uint64 `protobuf:"varint,12,opt,name=event_seq,json=eventSeq,proto3" json:"event_seq,omitempty"`
+	// Receipts left out so that the record fits the broker's message size (an op to a very
+	// large channel): delivered ones first, as nothing retries them; then failed ones beyond what
+	// fits, which a repeat of the op does not retry. The outcome's delivery summary counts them.
+	DeliveredOmitted uint32 `protobuf:"varint,13,opt,name=delivered_omitted,json=deliveredOmitted,proto3" json:"delivered_omitted,omitempty"`
+	FailedOmitted    uint32 `protobuf:"varint,14,opt,name=failed_omitted,json=failedOmitted,proto3" json:"failed_omitted,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *OpRecord) Reset() {
@@ -625,6 +630,20 @@ func (x *OpRecord) GetReceipts() []*Receipt {
 func (x *OpRecord) GetEventSeq() uint64 {
 	if x != nil {
 		return x.EventSeq
+	}
+	return 0
+}
+
+func (x *OpRecord) GetDeliveredOmitted() uint32 {
+	if x != nil {
+		return x.DeliveredOmitted
+	}
+	return 0
+}
+
+func (x *OpRecord) GetFailedOmitted() uint32 {
+	if x != nil {
+		return x.FailedOmitted
 	}
 	return 0
 }
@@ -1144,7 +1163,7 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x02 \x01(\tR\terrorCode\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x124\n" +
-	"\x06result\x18\x04 \x01(\v2\x1c.pushgo.api.v1.EventOpResultR\x06result\"\x9f\x03\n" +
+	"\x06result\x18\x04 \x01(\v2\x1c.pushgo.api.v1.EventOpResultR\x06result\"\xf3\x03\n" +
 	"\bOpRecord\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12 \n" +
 	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12\x1d\n" +
@@ -1162,7 +1181,9 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\aoutcome\x18\n" +
 	" \x01(\v2\x16.pushgo.bus.v1.OutcomeR\aoutcome\x122\n" +
 	"\breceipts\x18\v \x03(\v2\x16.pushgo.bus.v1.ReceiptR\breceipts\x12\x1b\n" +
-	"\tevent_seq\x18\f \x01(\x04R\beventSeq\"\xd9\x01\n" +
+	"\tevent_seq\x18\f \x01(\x04R\beventSeq\x12+\n" +
+	"\x11delivered_omitted\x18\r \x01(\rR\x10deliveredOmitted\x12%\n" +
+	"\x0efailed_omitted\x18\x0e \x01(\rR\rfailedOmitted\"\xd9\x01\n" +
 	"\aReceipt\x12\x1d\n" +
 	"\n" +
 	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x14\n" +
