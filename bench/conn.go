@@ -73,10 +73,7 @@ func (c *conn) post(path string, body []byte) (int, []byte, error) {
 
 // fail drops the connection; the next post dials a new one.
 func (c *conn) fail(err error) error {
-	if c.c != nil {
-		_ = c.c.Close()
-		c.c = nil
-	}
+	c.close()
 	return fmt.Errorf("post: %w", err)
 }
 

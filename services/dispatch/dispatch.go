@@ -63,7 +63,7 @@ type Config struct {
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
 	if c.Workers < 0 || c.AckWait < 0 || c.Budget < 0 || c.WebhookTimeout < 0 || c.MaxRecordBytes < 0 {
-		return errors.New("dispatch: workers and ack wait must not be negative")
+		return errors.New("dispatch: workers, ack wait, budgets and record size must not be negative")
 	}
 	return nil
 }

@@ -346,9 +346,10 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq ui
 // instead of kept, and if the failed ones alone are still too many, those that do not fit are
 // counted too.
 func (h *Handler) encodeRecord(op *busv1.OpRecord) ([]byte, error) {
+	data, err := proto.Marshal(op)
 	limit := h.cfg.MaxRecordBytes
-	if limit <= 0 || proto.Size(op) <= limit {
-		return proto.Marshal(op)
+	if err != nil || limit <= 0 || len(data) <= limit {
+		return data, err
 	}
 	var failed []*busv1.Receipt
 	for _, r := range op.GetReceipts() {
