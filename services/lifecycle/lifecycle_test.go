@@ -80,7 +80,7 @@ func publish(t *testing.T, js jetstream.JetStream, c *busv1.EventCommand, redriv
 	if redrive {
 		msg.Header.Set(bus.HeaderRedrive, "1")
 	} else {
-		opts = append(opts, jetstream.WithMsgID(c.GetEnvelope().GetId()))
+		opts = append(opts, jetstream.WithMsgID(bus.DedupeID(c.GetCommandId(), c.GetEnvelope().GetId())))
 	}
 	if _, err := js.PublishMsg(t.Context(), msg, opts...); err != nil {
 		t.Fatal(err)

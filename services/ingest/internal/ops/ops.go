@@ -222,7 +222,7 @@ func (s *Submitter) publish(ctx context.Context, op Op, rec *busv1.OpRecord, rep
 		msg.Header.Set(bus.HeaderRedrive, "1")
 	}
 	err = s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(cmd.GetEnvelope().GetId()), jetstream.WithExpectStream(bus.StreamCommands))
+		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(bus.DedupeID(cmd.GetCommandId(), cmd.GetEnvelope().GetId())), jetstream.WithExpectStream(bus.StreamCommands))
 		return err
 	})
 	if err != nil {

@@ -94,7 +94,7 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, lastSeq ui
 	err = bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
 		ack, err = s.js.Publish(ctx, subject, data,
-			jetstream.WithMsgID(env.GetId()),
+			jetstream.WithMsgID(bus.DedupeID(rec.GetCommandId(), env.GetId())),
 			jetstream.WithExpectLastSequencePerSubject(lastSeq),
 			jetstream.WithExpectStream(bus.StreamEvents))
 		return err
