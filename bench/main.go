@@ -99,11 +99,12 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("server: RSS %d MB at the end of the load, %d MB after %s idle (peak %d MB); idle CPU %.2f%% of one core\n",
 		rssEnd>>20, srv.rss()>>20, o.idle, srv.peakRSS()>>20, idle*100)
 	if srv.pprofURL != "" {
-		if err := fetch(ctx, srv.pprofURL+"/debug/pprof/heap?gc=1", filepath.Join(o.profile, "heap-idle.pprof")); err != nil {
+		// The text form ends with the runtime's memory statistics (heap in use, idle, released):
+		// fetched first, as the RSS above saw them; the profile after it runs a collection.
+		if err := fetch(ctx, srv.pprofURL+"/debug/pprof/heap?debug=1", filepath.Join(o.profile, "heap-idle.txt")); err != nil {
 			return err
 		}
-		// The text form ends with the runtime's memory statistics (heap in use, idle, released).
-		if err := fetch(ctx, srv.pprofURL+"/debug/pprof/heap?debug=1", filepath.Join(o.profile, "heap-idle.txt")); err != nil {
+		if err := fetch(ctx, srv.pprofURL+"/debug/pprof/heap?gc=1", filepath.Join(o.profile, "heap-idle.pprof")); err != nil {
 			return err
 		}
 	}
