@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"strconv"
+
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 )
 
@@ -22,4 +24,21 @@ func DoneRecord(env *busv1.Envelope, route, commandID, fingerprint string, creat
 		UpdatedAt:   now,
 		Outcome:     out,
 	}
+}
+
+// CodeGaveUp is the error code of an op whose command failed the same non-transient way on
+// every delivery, so lifecycle stopped retrying it: 500 internal_error. Unlike other outcomes
+// it is not final: a repeat of the op retries the command (GaveUp).
+const CodeGaveUp = "internal_error"
+
+// GaveUp reports whether rec is the outcome of a command lifecycle gave up on.
+func GaveUp(rec *busv1.OpRecord) bool {
+	return rec.GetState() == busv1.OpState_OP_STATE_DONE && rec.GetOutcome().GetErrorCode() == CodeGaveUp
+}
+
+// RetryDedupeID is the Nats-Msg-Id of a command republished to retry an op that was given up
+// on: DedupeID would be swallowed while the first copy is in the duplicate window. Repeats
+// retrying the same outcome (same updated_at) still collapse into one command.
+func RetryDedupeID(rec *busv1.OpRecord) string {
+	return DedupeID(rec.GetCommandId(), rec.GetChannelId()+":"+rec.GetOpId()) + "." + strconv.FormatInt(rec.GetUpdatedAt(), 10)
 }

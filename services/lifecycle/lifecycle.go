@@ -48,14 +48,18 @@ type Config struct {
 	CacheHeads bool
 	// TrimEvery is how often folded commands are removed from PUSHGO_COMMANDS (TrimEvery).
 	TrimEvery time.Duration
+	// GiveUpAfter and RetryDelay tune the retries of failing commands (commands.Options;
+	// defaults 5 deliveries, 1 s doubling).
+	GiveUpAfter int
+	RetryDelay  time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
 }
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
-	if c.Workers < 0 || c.AckWait < 0 || c.TrimEvery < 0 {
-		return errors.New("lifecycle: workers, ack wait and trim interval must not be negative")
+	if c.Workers < 0 || c.AckWait < 0 || c.TrimEvery < 0 || c.GiveUpAfter < 0 || c.RetryDelay < 0 {
+		return errors.New("lifecycle: workers, ack wait, trim interval and retry settings must not be negative")
 	}
 	return nil
 }
@@ -84,7 +88,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		Description:   "lifecycle: folds commands into the event store",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cmp.Or(cfg.AckWait, DefaultAckWait),
-		MaxDeliver:    -1, // nothing accepted is dropped; transient failures back off instead
+		MaxDeliver:    -1, // nothing accepted is dropped: failures back off, and a command that can never succeed gets an outcome (commands.Options)
 		MaxAckPending: maxAckPending,
 	})
 	if err != nil {
@@ -98,7 +102,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if cfg.CacheHeads {
 		store.CacheHeads(headCacheSize)
 	}
-	h := commands.New(store, ops, horizon, log)
+	h := commands.New(store, ops, horizon, commands.Options{GiveUpAfter: cfg.GiveUpAfter, RetryDelay: cfg.RetryDelay}, log)
 	log.Info("lifecycle running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
 	var trim sync.WaitGroup
 	trimCtx, stopTrim := context.WithCancel(ctx)

@@ -345,3 +345,54 @@ func TestRecreatedConsumerDoesNotRefoldCommands(t *testing.T) {
 		t.Fatalf("the create got a second outcome: %v", rec.GetOutcome())
 	}
 }
+
+// TestCommandFailingOnEveryDeliveryIsGivenUp: a command that cannot be handled (here its op
+// record is corrupt, so the check for an earlier outcome fails the same way each time) is
+// answered 500 internal_error after GiveUpAfter deliveries and terminated, so the trim moves
+// past it. Its repeat, once the cause is gone, folds it like any command.
+func TestCommandFailingOnEveryDeliveryIsGivenUp(t *testing.T) {
+	t.Parallel()
+	s, nc, js := bustest.Provisioned(t)
+	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startInstanceWith(t, s.ClientURL(), lifecycle.Config{Workers: 2, TrimEvery: 20 * time.Millisecond,
+		GiveUpAfter: 3, RetryDelay: 10 * time.Millisecond})
+
+	if _, err := kv.Put(t.Context(), bus.OpKey(ch, "op-1"), []byte("\xffnot an op record")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := command("create", "ev", "op-1", 1000)
+	publish(t, js, cmd, true) // a republished command is checked against its op record first
+	eventually(t, 10*time.Second, "the op answered internal_error", func() bool {
+		e, err := kv.Get(t.Context(), bus.OpKey(ch, "op-1"))
+		if err != nil {
+			return false
+		}
+		rec := &busv1.OpRecord{}
+		return proto.Unmarshal(e.Value(), rec) == nil && bus.GaveUp(rec)
+	})
+	rec := opRecord(t, kv, "op-1")
+	if rec.GetOutcome().GetHttpStatus() != 500 || rec.GetCommandId() != cmd.GetCommandId() || rec.GetFingerprint() != cmd.GetFingerprint() {
+		t.Fatalf("record %v, want the command's 500 internal_error", rec)
+	}
+	if h := history(t, nc, "ev"); len(h) != 0 {
+		t.Fatalf("a command given up on left %d history entries", len(h))
+	}
+	stream, err := js.Stream(t.Context(), bus.StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the command trimmed", func() bool {
+		info, err := stream.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	})
+
+	// The repeat's republished command: the outcome it carries was given up on, so it is folded.
+	publish(t, js, cmd, true)
+	eventually(t, 10*time.Second, "the retried create in the history", func() bool { return len(history(t, nc, "ev")) == 1 })
+	if h := history(t, nc, "ev"); h[0].GetCommandId() != cmd.GetCommandId() || h[0].GetVersion() != 1 {
+		t.Fatalf("history %v, want the create at version 1", h)
+	}
+}

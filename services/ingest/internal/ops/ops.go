@@ -92,10 +92,12 @@ func (s *Submitter) Submit(ctx context.Context, op Op) (*busv1.Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.GetState() == busv1.OpState_OP_STATE_DONE {
-		if rec.GetOutcome().GetErrorCode() == "dispatch_partial_failure" {
-			return s.redrive(ctx, op, rec)
-		}
+	switch {
+	case bus.GaveUp(rec):
+		// lifecycle gave up on the command (500 internal_error): the repeat tries it again.
+	case rec.GetState() == busv1.OpState_OP_STATE_DONE && rec.GetOutcome().GetErrorCode() == "dispatch_partial_failure":
+		return s.redrive(ctx, op, rec)
+	case rec.GetState() == busv1.OpState_OP_STATE_DONE:
 		return rec.GetOutcome(), nil
 	}
 	if err := s.publish(ctx, op, rec, repeat); err != nil {
@@ -198,7 +200,8 @@ func (s *Submitter) record(ctx context.Context, key string, op Op) (rec *busv1.O
 // publish sends the command of op under the record's command id. A repeat republishes it: the
 // message id collapses it while the first copy is in the stream's duplicate window, and the
 // redrive header makes lifecycle check the event's history for it otherwise, so a pending op
-// whose first request died before publishing still completes.
+// whose first request died before publishing still completes. The retry of an op lifecycle
+// gave up on goes out under a message id of its own (bus.RetryDedupeID).
 func (s *Submitter) publish(ctx context.Context, op Op, rec *busv1.OpRecord, repeat bool) error {
 	cmd := &busv1.EventCommand{
 		Envelope: &busv1.Envelope{
@@ -221,8 +224,12 @@ func (s *Submitter) publish(ctx context.Context, op Op, rec *busv1.OpRecord, rep
 	if repeat {
 		msg.Header.Set(bus.HeaderRedrive, "1")
 	}
+	msgID := bus.DedupeID(cmd.GetCommandId(), cmd.GetEnvelope().GetId())
+	if bus.GaveUp(rec) {
+		msgID = bus.RetryDedupeID(rec)
+	}
 	err = s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(bus.DedupeID(cmd.GetCommandId(), cmd.GetEnvelope().GetId())), jetstream.WithExpectStream(bus.StreamCommands))
+		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(bus.StreamCommands))
 		return err
 	})
 	if err != nil {

@@ -64,3 +64,74 @@ func TestRepeatedCommandCollapsesOnTheCommandID(t *testing.T) {
 		t.Fatalf("message id %q, want the record's command id %q", got, rec.GetCommandId())
 	}
 }
+
+// A repeat of an op lifecycle gave up on (500 internal_error) publishes its command again,
+// under a message id of its own, and answers with the new outcome.
+func TestRepeatRetriesAnOpGivenUpOn(t *testing.T) {
+	_, nc, js := bustest.Provisioned(t)
+	s, err := New(t.Context(), nc, js, Config{DispatchWait: 10 * time.Second, RetryBudget: 5 * time.Second},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+
+	op := Op{Route: "update", ChannelID: "ch1", OpID: "op-2", EventID: "ev1", Fingerprint: "fp",
+		Fields: &apiv1.EventFields{Status: "running"}}
+	env := &busv1.Envelope{ChannelId: op.ChannelID, OpId: op.OpID, EventId: op.EventID}
+	gaveUp := bus.DoneRecord(env, op.Route, "c0ffee", op.Fingerprint, 1, 2,
+		&busv1.Outcome{HttpStatus: 500, ErrorCode: bus.CodeGaveUp, Error: "could not be applied"})
+	putRecord(t, s, gaveUp)
+
+	// Stand in for lifecycle and dispatch: answer the republished command with a 200.
+	cmds := make(chan *nats.Msg, 1)
+	sub, err := nc.ChanSubscribe(bus.CommandSubject(op.ChannelID, op.EventID), cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	got := make(chan *nats.Msg, 1)
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		select {
+		case m := <-cmds:
+			got <- m
+			done := bus.DoneRecord(env, op.Route, "c0ffee", op.Fingerprint, 1, 3,
+				&busv1.Outcome{HttpStatus: 200, Result: &apiv1.EventOpResult{EventId: op.EventID, Accepted: true}})
+			putRecord(t, s, done)
+		case <-t.Context().Done():
+		}
+	}()
+	t.Cleanup(func() { <-answered })
+
+	out, err := s.Submit(t.Context(), op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.GetHttpStatus() != 200 || !out.GetResult().GetAccepted() {
+		t.Fatalf("outcome %v, want the retried op's 200", out)
+	}
+	<-answered // the new outcome came, so the command was published and answered
+	var m *nats.Msg
+	select {
+	case m = <-got:
+	default:
+		t.Fatal("no command was published")
+	}
+	if m.Header.Get(nats.MsgIdHdr) != "c0ffee.2" || m.Header.Get(bus.HeaderRedrive) == "" {
+		t.Fatalf("republished command headers %v, want message id c0ffee.2 and the redrive header", m.Header)
+	}
+}
+
+func putRecord(t *testing.T, s *Submitter, rec *busv1.OpRecord) {
+	t.Helper()
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if _, err := s.kv.Put(t.Context(), bus.OpKey(rec.GetChannelId(), rec.GetOpId()), data); err != nil {
+		t.Error(err)
+	}
+}

@@ -5,10 +5,12 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,8 +31,26 @@ const maxConflicts = 32
 // context (20 s) bounds the whole command.
 const brokerBudget = 15 * time.Second
 
-// maxBackoff caps the delay before a command whose handling failed transiently is redelivered.
+// maxBackoff caps the delay before a failed command is redelivered.
 const maxBackoff = 30 * time.Second
+
+// Defaults of Options.
+const (
+	DefaultGiveUpAfter = 5
+	DefaultRetryDelay  = time.Second
+)
+
+// Options tunes how a Handler retries commands that fail.
+type Options struct {
+	// GiveUpAfter is how many deliveries of a command failing with a non-transient error (a
+	// bug, corrupt stored data) are tried before its op is answered 500 internal_error and the
+	// command is terminated. Transient failures (the broker away, concurrent appends) are
+	// retried for as long as they last.
+	GiveUpAfter int
+	// RetryDelay is the delay before the first redelivery of a failed command; it doubles with
+	// every delivery up to 30 s.
+	RetryDelay time.Duration
+}
 
 // errTooManyConflicts is transient: the message is redelivered.
 var errTooManyConflicts = errors.New("too many concurrent appends to one event")
@@ -40,6 +60,7 @@ type Handler struct {
 	store   *natsstore.Store
 	ops     jetstream.KeyValue
 	horizon uint64
+	opts    Options
 	log     *slog.Logger
 	now     func() int64
 }
@@ -47,12 +68,15 @@ type Handler struct {
 // New returns a handler appending to store and recording rejections in ops. Commands below
 // stream sequence horizon may have been folded by an earlier consumer (see lifecycle's
 // consumer setup), so each of them is checked against its event's history first.
-func New(store *natsstore.Store, ops jetstream.KeyValue, horizon uint64, log *slog.Logger) *Handler {
-	return &Handler{store: store, ops: ops, horizon: horizon, log: log, now: func() int64 { return time.Now().UnixMilli() }}
+func New(store *natsstore.Store, ops jetstream.KeyValue, horizon uint64, opts Options, log *slog.Logger) *Handler {
+	opts.GiveUpAfter = cmp.Or(max(opts.GiveUpAfter, 0), DefaultGiveUpAfter)
+	opts.RetryDelay = cmp.Or(max(opts.RetryDelay, 0), DefaultRetryDelay)
+	return &Handler{store: store, ops: ops, horizon: horizon, opts: opts, log: log, now: func() int64 { return time.Now().UnixMilli() }}
 }
 
-// Handle processes one message and acks it, or naks it with a delay when a transient failure
-// (the broker) stopped it. An undecodable message is terminated and logged.
+// Handle processes one message and acks it, or naks it with a growing delay when a failure
+// stopped it. A command that fails with a non-transient error on GiveUpAfter deliveries is
+// given up on (giveUp). An undecodable message is terminated and logged.
 func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -72,7 +96,11 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 	// that was in the stream before the consumer was created.
 	suspect := delivered > 1 || m.Headers().Get(bus.HeaderRedrive) != "" || seq < h.horizon
 	if err := h.process(ctx, cmd, suspect); err != nil {
-		delay := min(time.Duration(1<<min(delivered-1, 5))*time.Second, maxBackoff)
+		if permanent(err) && delivered >= uint64(h.opts.GiveUpAfter) {
+			h.giveUp(ctx, m, cmd, delivered, err)
+			return
+		}
+		delay := min(h.opts.RetryDelay<<min(delivered-1, 5), maxBackoff)
 		h.log.Warn("command will be retried", "op", cmd.GetEnvelope().GetId(), "delivered", delivered, "in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
 		return
@@ -121,23 +149,64 @@ func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand, suspect 
 	return errTooManyConflicts
 }
 
-// alreadyHandled reports whether this command has an outcome or an entry in the event's
-// history.
-func (h *Handler) alreadyHandled(ctx context.Context, cmd *busv1.EventCommand) (bool, error) {
+// permanent reports an error that retrying the command will not cure.
+func permanent(err error) bool {
+	return !bus.Transient(err) && !errors.Is(err, errTooManyConflicts) && !errors.Is(err, context.Canceled)
+}
+
+// giveUp answers a command that failed the same non-transient way on every delivery: its op
+// gets the outcome 500 internal_error, and the message is terminated, so that it neither loops
+// forever nor holds back the trim of folded commands (which stops at the first unacknowledged
+// one). The detail goes to the log only. A repeat of the op retries the command.
+func (h *Handler) giveUp(ctx context.Context, m jetstream.Msg, cmd *busv1.EventCommand, delivered uint64, cause error) {
 	env := cmd.GetEnvelope()
+	h.log.Error("command failed on every delivery; its op is answered internal_error", "op", env.GetId(),
+		"delivered", delivered, "err", cause)
+	// An outcome already recorded for this command stands (the op was finished elsewhere).
+	prior, err := h.record(ctx, env)
+	if err == nil && prior.GetCommandId() == cmd.GetCommandId() && prior.GetState() == busv1.OpState_OP_STATE_DONE {
+		_ = m.TermWithReason("already has an outcome")
+		return
+	}
+	rec := bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), h.now(),
+		&busv1.Outcome{HttpStatus: http.StatusInternalServerError, ErrorCode: bus.CodeGaveUp,
+			Error: "the op could not be applied; repeat it with the same op_id to try again"})
+	if err := h.put(ctx, rec); err != nil {
+		h.log.Warn("command will be retried", "op", env.GetId(), "delivered", delivered, "in", maxBackoff, "err", err)
+		_ = m.NakWithDelay(maxBackoff)
+		return
+	}
+	_ = m.TermWithReason("gave up: internal_error recorded")
+}
+
+// record reads the op record of env; nil (and an error) when there is none or it cannot be
+// decoded.
+func (h *Handler) record(ctx context.Context, env *busv1.Envelope) (*busv1.OpRecord, error) {
 	var entry jetstream.KeyValueEntry
 	err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
 		var err error
 		entry, err = h.ops.Get(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()))
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	rec := &busv1.OpRecord{}
+	if err := proto.Unmarshal(entry.Value(), rec); err != nil {
+		return nil, fmt.Errorf("decode op record: %w", err)
+	}
+	return rec, nil
+}
+
+// alreadyHandled reports whether this command has an outcome or an entry in the event's
+// history. An outcome it was given up on (internal_error) does not count: its repeat is here to
+// retry it.
+func (h *Handler) alreadyHandled(ctx context.Context, cmd *busv1.EventCommand) (bool, error) {
+	env := cmd.GetEnvelope()
+	rec, err := h.record(ctx, env)
 	switch {
 	case err == nil:
-		rec := &busv1.OpRecord{}
-		if err := proto.Unmarshal(entry.Value(), rec); err != nil {
-			return false, fmt.Errorf("decode op record: %w", err)
-		}
-		if rec.GetCommandId() == cmd.GetCommandId() && rec.GetState() == busv1.OpState_OP_STATE_DONE {
+		if rec.GetCommandId() == cmd.GetCommandId() && rec.GetState() == busv1.OpState_OP_STATE_DONE && !bus.GaveUp(rec) {
 			return true, nil
 		}
 	case !errors.Is(err, jetstream.ErrKeyNotFound):
@@ -152,15 +221,20 @@ func (h *Handler) reject(ctx context.Context, cmd *busv1.EventCommand, rerr *eve
 	env := cmd.GetEnvelope()
 	rec := bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), now,
 		&busv1.Outcome{HttpStatus: uint32(rerr.Status), ErrorCode: rerr.Code, Error: rerr.Msg})
+	return h.put(ctx, rec)
+}
+
+// put writes an op's outcome record.
+func (h *Handler) put(ctx context.Context, rec *busv1.OpRecord) error {
 	data, err := proto.Marshal(rec)
 	if err != nil {
 		return err
 	}
 	if err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
-		_, err := h.ops.Put(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()), data)
+		_, err := h.ops.Put(ctx, bus.OpKey(rec.GetChannelId(), rec.GetOpId()), data)
 		return err
 	}); err != nil {
-		return fmt.Errorf("record rejection of %s: %w", env.GetId(), err)
+		return fmt.Errorf("record outcome of %s.%s: %w", rec.GetChannelId(), rec.GetOpId(), err)
 	}
 	return nil
 }
