@@ -105,16 +105,21 @@ func (s *Submitter) Submit(ctx context.Context, op Op) (*busv1.Outcome, error) {
 	}
 	timer := time.NewTimer(s.cfg.DispatchWait)
 	defer timer.Stop()
-	select {
-	case done := <-w:
-		return done.GetOutcome(), nil
-	case <-timer.C:
-		e := apierr.Newf("dispatch_timeout", "the op was accepted but its delivery did not finish within %s; repeat it with op_id %q for the outcome", s.cfg.DispatchWait, op.OpID)
-		e.Data = &apiv1.EventOpResult{ChannelId: op.ChannelID, OpId: op.OpID, EventId: op.EventID, ThingId: op.Fields.ThingId,
-			Delivery: &apiv1.Delivery{}}
-		return nil, e
-	case <-ctx.Done():
-		return nil, apierr.New("unavailable", "request cancelled before the op's outcome was known")
+	for {
+		select {
+		case done := <-w:
+			if bus.GaveUp(rec) && done.GetUpdatedAt() == rec.GetUpdatedAt() && done.GetCommandId() == rec.GetCommandId() {
+				continue // the update that recorded the outcome being retried, still on its way
+			}
+			return done.GetOutcome(), nil
+		case <-timer.C:
+			e := apierr.Newf("dispatch_timeout", "the op was accepted but its delivery did not finish within %s; repeat it with op_id %q for the outcome", s.cfg.DispatchWait, op.OpID)
+			e.Data = &apiv1.EventOpResult{ChannelId: op.ChannelID, OpId: op.OpID, EventId: op.EventID, ThingId: op.Fields.ThingId,
+				Delivery: &apiv1.Delivery{}}
+			return nil, e
+		case <-ctx.Done():
+			return nil, apierr.New("unavailable", "request cancelled before the op's outcome was known")
+		}
 	}
 }
 
@@ -296,10 +301,13 @@ func (s *Submitter) onUpdate(m *nats.Msg) {
 	}
 	s.mu.Lock()
 	for _, w := range s.waiters[key] {
+		// Keep the latest record only. This handler is the only sender, so after the drain
+		// the send does not block.
 		select {
-		case w <- rec:
+		case <-w:
 		default:
 		}
+		w <- rec
 	}
 	s.mu.Unlock()
 }
