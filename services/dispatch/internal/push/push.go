@@ -36,6 +36,14 @@ import (
 // takes 4–9 s).
 const brokerBudget = 10 * time.Second
 
+// giveUpAfter is how many deliveries of a domain event failing with a non-transient error are
+// tried before dispatch stops retrying it (the broker being away is retried for as long as it
+// lasts).
+const giveUpAfter = 10
+
+// errCorruptRecord marks an op record that cannot be decoded.
+var errCorruptRecord = errors.New("undecodable op record")
+
 // Routes of a device.
 const (
 	RoutePrivate = "private"
@@ -92,8 +100,10 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 	return &Handler{cfg: cfg, js: js, ops: ops, events: events, dir: dir, hooks: newWebhookSender(cfg), log: log, now: time.Now}, nil
 }
 
-// Handle delivers one domain event and records its op's outcome, then acks. A broker failure
-// naks the message for a later redelivery; an undecodable one is terminated and logged.
+// Handle delivers one domain event and records its op's outcome, then acks. A failure naks the
+// message for a later redelivery; an undecodable one is terminated and logged, and so is one
+// that failed with a non-transient error on giveUpAfter deliveries: the event stays in the
+// store, and its op keeps no outcome (a repeat of it is answered dispatch_timeout).
 func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Budget+2*brokerBudget)
 	defer cancel()
@@ -110,6 +120,12 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	if err := h.handle(ctx, rec, md); err != nil {
+		if !bus.Transient(err) && md.NumDelivered >= giveUpAfter {
+			h.log.Error("domain event failed on every delivery; dispatch gives up on it", "op", rec.GetEnvelope().GetId(),
+				"delivered", md.NumDelivered, "err", err)
+			_ = m.TermWithReason("failed on every delivery")
+			return
+		}
 		h.log.Warn("domain event will be retried", "op", rec.GetEnvelope().GetId(), "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
@@ -121,8 +137,13 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 
 func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jetstream.MsgMetadata) error {
 	if md.NumDelivered > 1 {
-		// Another instance may have finished this op and died before acking.
+		// Another instance may have finished this op and died before acking. A record that
+		// cannot be decoded is overwritten: deliveries repeat under the same delivery ids.
 		prior, err := h.record(ctx, rec.GetEnvelope())
+		if errors.Is(err, errCorruptRecord) {
+			h.log.Warn("op record undecodable; delivering again", "op", rec.GetEnvelope().GetId(), "err", err)
+			prior, err = nil, nil
+		}
 		if err != nil {
 			return err
 		}
@@ -391,7 +412,7 @@ func (h *Handler) record(ctx context.Context, env *busv1.Envelope) (*busv1.OpRec
 	}
 	rec := &busv1.OpRecord{}
 	if err := proto.Unmarshal(e.Value(), rec); err != nil {
-		return nil, fmt.Errorf("decode op record: %w", err)
+		return nil, fmt.Errorf("%w: %w", errCorruptRecord, err)
 	}
 	return rec, nil
 }
