@@ -396,3 +396,32 @@ func TestCommandFailingOnEveryDeliveryIsGivenUp(t *testing.T) {
 		t.Fatalf("history %v, want the create at version 1", h)
 	}
 }
+
+// TestRetryThatFailsAgainIsGivenUpAgain: the event's stored head is corrupt, so its commands
+// fail on every delivery. The retry of a given-up op fails the same way and must be answered
+// with a new outcome record (the retrying request waits for one), not dropped silently.
+func TestRetryThatFailsAgainIsGivenUpAgain(t *testing.T) {
+	t.Parallel()
+	s, _, js := bustest.Provisioned(t)
+	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startInstanceWith(t, s.ClientURL(), lifecycle.Config{Workers: 2, GiveUpAfter: 2, RetryDelay: 10 * time.Millisecond})
+	if _, err := js.Publish(t.Context(), bus.EventSubject(ch, "ev"), []byte("\xff\xff\xff")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := command("update", "ev", "op-1", 1000)
+	publish(t, js, cmd, false)
+	var first *busv1.OpRecord
+	eventually(t, 10*time.Second, "the op answered internal_error", func() bool {
+		first = opRecord(t, kv, "op-1")
+		return bus.GaveUp(first)
+	})
+
+	publish(t, js, cmd, true) // the repeat's retry
+	eventually(t, 10*time.Second, "a new internal_error outcome", func() bool {
+		rec := opRecord(t, kv, "op-1")
+		return bus.GaveUp(rec) && rec.GetUpdatedAt() > first.GetUpdatedAt()
+	})
+}

@@ -162,9 +162,10 @@ func (h *Handler) giveUp(ctx context.Context, m jetstream.Msg, cmd *busv1.EventC
 	env := cmd.GetEnvelope()
 	h.log.Error("command failed on every delivery; its op is answered internal_error", "op", env.GetId(),
 		"delivered", delivered, "err", cause)
-	// An outcome already recorded for this command stands (the op was finished elsewhere).
+	// An outcome already recorded for this command stands (the op was finished elsewhere),
+	// unless it is an earlier give-up: the retrying request waits for a new record.
 	prior, err := h.record(ctx, env)
-	if err == nil && prior.GetCommandId() == cmd.GetCommandId() && prior.GetState() == busv1.OpState_OP_STATE_DONE {
+	if err == nil && prior.GetCommandId() == cmd.GetCommandId() && prior.GetState() == busv1.OpState_OP_STATE_DONE && !bus.GaveUp(prior) {
 		_ = m.TermWithReason("already has an outcome")
 		return
 	}
