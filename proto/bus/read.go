@@ -44,7 +44,7 @@ func DirectLastMsg(ctx context.Context, nc *nats.Conn, stream, subject string) (
 	case "404":
 		return nil, ErrNotFound
 	default:
-		return nil, fmt.Errorf("direct get last %s: status %s %s", subject, status, resp.Header.Get("Description"))
+		return nil, fmt.Errorf("direct get last %s: %w", subject, statusError(status, resp.Header.Get("Description")))
 	}
 	ts, _ := time.Parse(time.RFC3339Nano, resp.Header.Get("Nats-Time-Stamp"))
 	return &Msg{Subject: resp.Header.Get("Nats-Subject"), Seq: headerUint(resp.Header, "Nats-Sequence"), Time: ts,
@@ -110,7 +110,8 @@ func leaderGet(ctx context.Context, nc *nats.Conn, stream string, req msgGetRequ
 		if r.Error.Code == 404 {
 			return nil, ErrNotFound
 		}
-		return nil, fmt.Errorf("get %s: %s (code %d/%d)", what, r.Error.Description, r.Error.Code, r.Error.ErrCode)
+		return nil, fmt.Errorf("get %s: %w", what, &jetstream.APIError{Code: r.Error.Code, ErrorCode: jetstream.ErrorCode(r.Error.ErrCode),
+			Description: r.Error.Description})
 	}
 	if r.Message == nil {
 		return nil, fmt.Errorf("get %s: empty response", what)
@@ -253,7 +254,7 @@ func directGet(ctx context.Context, nc *nats.Conn, stream string, r directReques
 		case "413":
 			return endOfBatch{}, errTooManyResults
 		default:
-			return endOfBatch{}, fmt.Errorf("direct get %s: status %s %s", stream, status, m.Header.Get("Description"))
+			return endOfBatch{}, fmt.Errorf("direct get %s: %w", stream, statusError(status, m.Header.Get("Description")))
 		}
 		seq := headerUint(m.Header, "Nats-Sequence")
 		ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
@@ -266,4 +267,15 @@ func directGet(ctx context.Context, nc *nats.Conn, stream string, r directReques
 func headerUint(h nats.Header, key string) uint64 {
 	v, _ := strconv.ParseUint(h.Get(key), 10, 64)
 	return v
+}
+
+// statusError is the error of a direct get answered with a status other than success or not
+// found: a *jetstream.APIError carrying it, so that Transient recognises a broker that is away
+// (503) as it does for the client library's own calls.
+func statusError(status, description string) error {
+	code, err := strconv.Atoi(status)
+	if err != nil {
+		return fmt.Errorf("status %q %s", status, description)
+	}
+	return &jetstream.APIError{Code: code, Description: description}
 }

@@ -49,7 +49,7 @@ type Config struct {
 	// TrimEvery is how often folded commands are removed from PUSHGO_COMMANDS (TrimEvery).
 	TrimEvery time.Duration
 	// GiveUpAfter and RetryDelay tune the retries of failing commands (commands.Options;
-	// defaults 5 deliveries, 1 s doubling).
+	// defaults 8 deliveries, 1 s doubling).
 	GiveUpAfter int
 	RetryDelay  time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.

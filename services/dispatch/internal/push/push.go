@@ -37,9 +37,10 @@ import (
 const brokerBudget = 10 * time.Second
 
 // giveUpAfter is how many deliveries of a domain event failing with a non-transient error are
-// tried before dispatch stops retrying it (the broker being away is retried for as long as it
-// lasts).
-const giveUpAfter = 10
+// tried, 1 s apart, before dispatch stops retrying it: over a minute, so that an error taken for
+// permanent by mistake during an outage does not end an op (the broker being away is retried
+// for as long as it lasts).
+const giveUpAfter = 60
 
 // errCorruptRecord marks an op record that cannot be decoded.
 var errCorruptRecord = errors.New("undecodable op record")

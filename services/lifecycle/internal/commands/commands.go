@@ -36,7 +36,7 @@ const maxBackoff = 30 * time.Second
 
 // Defaults of Options.
 const (
-	DefaultGiveUpAfter = 5
+	DefaultGiveUpAfter = 8
 	DefaultRetryDelay  = time.Second
 )
 
@@ -44,8 +44,10 @@ const (
 type Options struct {
 	// GiveUpAfter is how many deliveries of a command failing with a non-transient error (a
 	// bug, corrupt stored data) are tried before its op is answered 500 internal_error and the
-	// command is terminated. Transient failures (the broker away, concurrent appends) are
-	// retried for as long as they last.
+	// command is terminated: 8 by default, about 1.5 min with the delays doubling from 1 s, so
+	// that an error taken for permanent by mistake during an outage does not end an op.
+	// Transient failures (the broker away, concurrent appends) are retried for as long as
+	// they last.
 	GiveUpAfter int
 	// RetryDelay is the delay before the first redelivery of a failed command; it doubles with
 	// every delivery up to 30 s.
