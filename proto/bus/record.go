@@ -1,7 +1,14 @@
 package bus
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 )
@@ -41,4 +48,30 @@ func GaveUp(rec *busv1.OpRecord) bool {
 // retrying the same outcome (same updated_at) still collapse into one command.
 func RetryDedupeID(rec *busv1.OpRecord) string {
 	return DedupeID(rec.GetCommandId(), rec.GetChannelId()+":"+rec.GetOpId()) + "." + strconv.FormatInt(rec.GetUpdatedAt(), 10)
+}
+
+// ErrCorruptRecord reports an op record that cannot be decoded.
+var ErrCorruptRecord = errors.New("undecodable op record")
+
+// ReadOpRecord reads the op record of (channelID, opID) from the ops bucket, retrying through
+// broker outages for up to budget: nil and no error when there is none, ErrCorruptRecord
+// when it cannot be decoded.
+func ReadOpRecord(ctx context.Context, ops jetstream.KeyValue, channelID, opID string, budget time.Duration) (*busv1.OpRecord, error) {
+	var e jetstream.KeyValueEntry
+	err := Retry(ctx, budget, func(ctx context.Context) error {
+		var err error
+		e, err = ops.Get(ctx, OpKey(channelID, opID))
+		return err
+	})
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get op record: %w", err)
+	}
+	rec := &busv1.OpRecord{}
+	if err := proto.Unmarshal(e.Value(), rec); err != nil {
+		return nil, fmt.Errorf("%w %s.%s: %w", ErrCorruptRecord, channelID, opID, err)
+	}
+	return rec, nil
 }

@@ -121,6 +121,15 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+func opsBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
 func opRecord(t *testing.T, kv jetstream.KeyValue, opID string) *busv1.OpRecord {
 	t.Helper()
 	e, err := kv.Get(t.Context(), bus.OpKey(ch, opID))
@@ -262,10 +271,7 @@ func TestRejectionsBecomeOutcomes(t *testing.T) {
 	t.Parallel()
 	s, nc, js := bustest.Provisioned(t)
 	startInstance(t, s.ClientURL())
-	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := opsBucket(t, js)
 	publish(t, js, command("update", "ghost", "op-ghost", 1000), false)
 	publish(t, js, command("create", "ev", "op-c", 1000), false)
 	publish(t, js, command("close", "ev", "op-x", 2000), false)
@@ -316,10 +322,7 @@ func TestFoldedCommandsAreTrimmed(t *testing.T) {
 func TestRecreatedConsumerDoesNotRefoldCommands(t *testing.T) {
 	t.Parallel()
 	s, nc, js := bustest.Provisioned(t)
-	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := opsBucket(t, js)
 	never := lifecycle.Config{Workers: 2, TrimEvery: time.Hour}
 	stop := startInstanceWith(t, s.ClientURL(), never)
 	publish(t, js, command("create", "ev", "op-create", 1000), false)
@@ -353,10 +356,7 @@ func TestRecreatedConsumerDoesNotRefoldCommands(t *testing.T) {
 func TestCommandFailingOnEveryDeliveryIsGivenUp(t *testing.T) {
 	t.Parallel()
 	s, nc, js := bustest.Provisioned(t)
-	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := opsBucket(t, js)
 	startInstanceWith(t, s.ClientURL(), lifecycle.Config{Workers: 2, TrimEvery: 20 * time.Millisecond,
 		GiveUpAfter: 3, RetryDelay: 10 * time.Millisecond})
 
@@ -403,10 +403,7 @@ func TestCommandFailingOnEveryDeliveryIsGivenUp(t *testing.T) {
 func TestRetryThatFailsAgainIsGivenUpAgain(t *testing.T) {
 	t.Parallel()
 	s, _, js := bustest.Provisioned(t)
-	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := opsBucket(t, js)
 	startInstanceWith(t, s.ClientURL(), lifecycle.Config{Workers: 2, GiveUpAfter: 2, RetryDelay: 10 * time.Millisecond})
 	if _, err := js.Publish(t.Context(), bus.EventSubject(ch, "ev"), []byte("\xff\xff\xff")); err != nil {
 		t.Fatal(err)

@@ -42,9 +42,6 @@ const brokerBudget = 10 * time.Second
 // for as long as it lasts).
 const giveUpAfter = 60
 
-// errCorruptRecord marks an op record that cannot be decoded.
-var errCorruptRecord = errors.New("undecodable op record")
-
 // Routes of a device.
 const (
 	RoutePrivate = "private"
@@ -141,7 +138,7 @@ func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jets
 		// Another instance may have finished this op and died before acking. A record that
 		// cannot be decoded is overwritten: deliveries repeat under the same delivery ids.
 		prior, err := h.record(ctx, rec.GetEnvelope())
-		if errors.Is(err, errCorruptRecord) {
+		if errors.Is(err, bus.ErrCorruptRecord) {
 			h.log.Warn("op record undecodable; delivering again", "op", rec.GetEnvelope().GetId(), "err", err)
 			prior, err = nil, nil
 		}
@@ -399,23 +396,7 @@ func (h *Handler) encodeRecord(op *busv1.OpRecord) ([]byte, error) {
 
 // record reads an op record; nil when there is none.
 func (h *Handler) record(ctx context.Context, env *busv1.Envelope) (*busv1.OpRecord, error) {
-	var e jetstream.KeyValueEntry
-	err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
-		var err error
-		e, err = h.ops.Get(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()))
-		return err
-	})
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get op record: %w", err)
-	}
-	rec := &busv1.OpRecord{}
-	if err := proto.Unmarshal(e.Value(), rec); err != nil {
-		return nil, fmt.Errorf("%w: %w", errCorruptRecord, err)
-	}
-	return rec, nil
+	return bus.ReadOpRecord(ctx, h.ops, env.GetChannelId(), env.GetOpId(), brokerBudget)
 }
 
 func failed(key, route, id, reason string, attempts int, at time.Time) *busv1.Receipt {

@@ -2,12 +2,12 @@ package ops
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
@@ -20,13 +20,7 @@ import (
 // With no lifecycle running, an op times out; its repeat publishes the command again. Both
 // copies carry the op record's command id as their message id, so the broker keeps one.
 func TestRepeatedCommandCollapsesOnTheCommandID(t *testing.T) {
-	_, nc, js := bustest.Provisioned(t)
-	s, err := New(t.Context(), nc, js, Config{DispatchWait: 50 * time.Millisecond, RetryBudget: 5 * time.Second},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, _, js := newSubmitter(t, 50*time.Millisecond)
 
 	op := Op{Route: "create", ChannelID: "ch1", OpID: "op-1", EventID: NewEventID("ch1", "op-1", true),
 		Fingerprint: "fp", Fields: &apiv1.EventFields{Title: proto.String("deploy")}}
@@ -68,13 +62,7 @@ func TestRepeatedCommandCollapsesOnTheCommandID(t *testing.T) {
 // A repeat of an op lifecycle gave up on (500 internal_error) publishes its command again,
 // under a message id of its own, and answers with the new outcome.
 func TestRepeatRetriesAnOpGivenUpOn(t *testing.T) {
-	_, nc, js := bustest.Provisioned(t)
-	s, err := New(t.Context(), nc, js, Config{DispatchWait: 10 * time.Second, RetryBudget: 5 * time.Second},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, nc, _ := newSubmitter(t, 10*time.Second)
 
 	op := Op{Route: "update", ChannelID: "ch1", OpID: "op-2", EventID: "ev1", Fingerprint: "fp",
 		Fields: &apiv1.EventFields{Status: "running"}}
@@ -122,6 +110,19 @@ func TestRepeatRetriesAnOpGivenUpOn(t *testing.T) {
 	if m.Header.Get(nats.MsgIdHdr) != "c0ffee.2" || m.Header.Get(bus.HeaderRedrive) == "" {
 		t.Fatalf("republished command headers %v, want message id c0ffee.2 and the redrive header", m.Header)
 	}
+}
+
+// newSubmitter runs a Submitter on a fresh JetStream server; no lifecycle or dispatch runs.
+func newSubmitter(t *testing.T, dispatchWait time.Duration) (*Submitter, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	_, nc, js := bustest.Provisioned(t)
+	s, err := New(t.Context(), nc, js, Config{DispatchWait: dispatchWait, RetryBudget: 5 * time.Second},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, nc, js
 }
 
 func putRecord(t *testing.T, s *Submitter, rec *busv1.OpRecord) {

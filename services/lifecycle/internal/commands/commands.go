@@ -166,7 +166,7 @@ func (h *Handler) giveUp(ctx context.Context, m jetstream.Msg, cmd *busv1.EventC
 		"delivered", delivered, "err", cause)
 	// An outcome already recorded for this command stands (the op was finished elsewhere),
 	// unless it is an earlier give-up: the retrying request waits for a new record.
-	prior, err := h.record(ctx, env)
+	prior, err := bus.ReadOpRecord(ctx, h.ops, env.GetChannelId(), env.GetOpId(), brokerBudget)
 	if err == nil && prior.GetCommandId() == cmd.GetCommandId() && prior.GetState() == busv1.OpState_OP_STATE_DONE && !bus.GaveUp(prior) {
 		_ = m.TermWithReason("already has an outcome")
 		return
@@ -182,38 +182,17 @@ func (h *Handler) giveUp(ctx context.Context, m jetstream.Msg, cmd *busv1.EventC
 	_ = m.TermWithReason("gave up: internal_error recorded")
 }
 
-// record reads the op record of env; nil (and an error) when there is none or it cannot be
-// decoded.
-func (h *Handler) record(ctx context.Context, env *busv1.Envelope) (*busv1.OpRecord, error) {
-	var entry jetstream.KeyValueEntry
-	err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
-		var err error
-		entry, err = h.ops.Get(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()))
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	rec := &busv1.OpRecord{}
-	if err := proto.Unmarshal(entry.Value(), rec); err != nil {
-		return nil, fmt.Errorf("decode op record: %w", err)
-	}
-	return rec, nil
-}
-
 // alreadyHandled reports whether this command has an outcome or an entry in the event's
 // history. An outcome it was given up on (internal_error) does not count: its repeat is here to
 // retry it.
 func (h *Handler) alreadyHandled(ctx context.Context, cmd *busv1.EventCommand) (bool, error) {
 	env := cmd.GetEnvelope()
-	rec, err := h.record(ctx, env)
-	switch {
-	case err == nil:
-		if rec.GetCommandId() == cmd.GetCommandId() && rec.GetState() == busv1.OpState_OP_STATE_DONE && !bus.GaveUp(rec) {
-			return true, nil
-		}
-	case !errors.Is(err, jetstream.ErrKeyNotFound):
-		return false, fmt.Errorf("get op record: %w", err)
+	rec, err := bus.ReadOpRecord(ctx, h.ops, env.GetChannelId(), env.GetOpId(), brokerBudget)
+	if err != nil {
+		return false, err
+	}
+	if rec.GetCommandId() == cmd.GetCommandId() && rec.GetState() == busv1.OpState_OP_STATE_DONE && !bus.GaveUp(rec) {
+		return true, nil
 	}
 	return h.store.Contains(ctx, env.GetChannelId(), env.GetEventId(), cmd.GetCommandId())
 }
