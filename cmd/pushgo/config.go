@@ -114,6 +114,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		str(&c.ingest.Token, "token", "", "gateway token required as Authorization: Bearer <token> (empty: none)")
 		dur(&c.ingest.DispatchWait, "dispatch-wait", ingest.DefaultDispatchWait, "how long a request waits for delivery before 503 dispatch_timeout")
 		dur(&c.ingest.RetryBudget, "publish-retry", ingest.DefaultRetryBudget, "how long broker calls are retried before 503 unavailable")
+		dur(&c.ingest.BodyTimeout, "body-timeout", ingest.DefaultBodyTimeout, "time to receive a request's whole body before 408 request_timeout")
 	}
 	switch c.command {
 	case "serve":

@@ -96,6 +96,7 @@ type gatewayOpts struct {
 	allowPrivate      bool
 	inboxPerDevice    int64
 	keepAlive         time.Duration
+	bodyTimeout       time.Duration
 	deliveryBudget    time.Duration
 }
 
@@ -128,6 +129,9 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	}
 	cfg.ingest.WebhookAllowPrivate, cfg.dispatch.WebhookAllowPrivate = o.allowPrivate, o.allowPrivate
 	cfg.ingest.StreamKeepAlive = o.keepAlive
+	if o.bodyTimeout > 0 {
+		cfg.ingest.BodyTimeout = o.bodyTimeout
+	}
 	cfg.ingest.RetryBudget = time.Second
 	if o.retryBudget > 0 {
 		cfg.ingest.RetryBudget = o.retryBudget

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
@@ -43,6 +44,9 @@ const (
 	// DefaultShutdownGrace is how long in-flight requests may finish after a stop; it fits the
 	// 10 s in which `pushgo serve` must exit after SIGTERM.
 	DefaultShutdownGrace = 7 * time.Second
+	// DefaultBodyTimeout bounds receiving a request body (DESIGN.md §8.3: a body sent at
+	// 1 byte/s is cut within ~10 s).
+	DefaultBodyTimeout = httpapi.DefaultBodyTimeout
 )
 
 // Config configures one ingest instance.
@@ -62,13 +66,16 @@ type Config struct {
 	WebhookAllowPrivate bool
 	// StreamKeepAlive is the keep-alive interval of idle SSE and WebSocket streams.
 	StreamKeepAlive time.Duration
+	// BodyTimeout bounds reading a request's whole body (httpapi.DefaultBodyTimeout when 0);
+	// WriteTimeout bounds writing an answer from its first byte (httpapi.DefaultWriteTimeout).
+	BodyTimeout, WriteTimeout time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
 }
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
-	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 {
+	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 || c.BodyTimeout < 0 || c.WriteTimeout < 0 {
 		return errors.New("ingest: durations must not be negative")
 	}
 	return nil
@@ -120,7 +127,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 
 	token := auth.NewToken(cfg.Token)
 	interceptor := grpcapi.Interceptor(token, log)
-	grpcServer := grpc.NewServer(grpc.UnaryInterceptor(interceptor))
+	grpcServer := grpc.NewServer(grpc.UnaryInterceptor(interceptor),
+		// A client must finish the connection handshake in 10 s, and idle connections are
+		// closed after 2 minutes, as on the HTTP listener.
+		grpc.ConnectionTimeout(10*time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 2 * time.Minute}))
 	inline := grpcapi.NewInline(interceptor)
 	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js)}
 	channelsAPI := &grpcapi.Channels{Store: chans, Devices: devs}
@@ -136,6 +147,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	handler, err := httpapi.New(ctx, inline, httpapi.Options{
 		Token: token, Ready: ready(deps.NC, js), Logger: log,
 		Streams: streams{devs, box}, KeepAlive: cfg.StreamKeepAlive, Done: streamsDone,
+		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
@@ -154,7 +166,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			return fmt.Errorf("ingest: %w", err)
 		}
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Headers and idle keep-alive connections are bounded here; bodies and answers per request in
+	// httpapi (a server-wide ReadTimeout/WriteTimeout would also cut the live streams).
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	grace := cmp.Or(cfg.ShutdownGrace, DefaultShutdownGrace)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -44,10 +44,12 @@ var Codes = map[string]Spec{
 	// Transport (DESIGN.md §6.2 steps 1–3 and routing).
 	"authentication_failed":     {KindUnauthenticated, http.StatusUnauthorized},
 	"payload_too_large":         {KindTooLarge, http.StatusRequestEntityTooLarge},
+	"request_timeout":           {KindInvalid, http.StatusRequestTimeout},
 	"missing_json_content_type": {KindInvalid, http.StatusBadRequest},
 	"invalid_json_syntax":       {KindInvalid, http.StatusBadRequest},
 	"invalid_json_data":         {KindInvalid, http.StatusBadRequest},
 	"unknown_field":             {KindInvalid, http.StatusBadRequest},
+	"duplicate_field":           {KindInvalid, http.StatusBadRequest},
 	"route_not_found":           {KindNotFound, http.StatusNotFound},
 	"method_not_allowed":        {KindMethod, http.StatusMethodNotAllowed},
 	"internal_error":            {KindInternal, http.StatusInternalServerError},

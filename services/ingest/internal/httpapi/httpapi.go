@@ -6,6 +6,7 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -31,6 +33,19 @@ import (
 // MaxBody is the largest request body accepted (32 KiB); larger ones get 413.
 const MaxBody = 32 << 10
 
+// Deadlines of a request on the non-streaming routes (DESIGN.md §8.3); the server itself bounds
+// the headers (ReadHeaderTimeout) and idle keep-alive connections (IdleTimeout).
+const (
+	// DefaultBodyTimeout bounds reading the whole body, counted from the end of the headers: a
+	// client that trickles its body (1 byte/s) holds a connection and a goroutine for at most
+	// this long, then gets 408 request_timeout.
+	DefaultBodyTimeout = 10 * time.Second
+	// DefaultWriteTimeout bounds writing the answer, counted from its first byte (not from the
+	// request's start: an op may wait for its outcome far longer), so a client that does not
+	// read its answer cannot hold the connection.
+	DefaultWriteTimeout = 10 * time.Second
+)
+
 // Options configures the handler.
 type Options struct {
 	Token auth.Token
@@ -43,6 +58,9 @@ type Options struct {
 	KeepAlive time.Duration
 	// Done, when closed, ends the open streams (the server is shutting down).
 	Done <-chan struct{}
+	// BodyTimeout and WriteTimeout are the deadlines of non-streaming requests
+	// (DefaultBodyTimeout and DefaultWriteTimeout when 0).
+	BodyTimeout, WriteTimeout time.Duration
 }
 
 type handler struct {
@@ -139,18 +157,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ws(w, r)
 		return
 	}
+	w = h.armWriteDeadline(w)
 	// 2. Body size.
 	if r.ContentLength > MaxBody {
 		writeError(w, apierr.Newf("payload_too_large", "request body exceeds %d bytes", MaxBody))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	body, err := h.readBody(w, r)
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, apierr.Newf("payload_too_large", "request body exceeds %d bytes", MaxBody))
-			return
-		}
-		writeError(w, apierr.New("invalid_json_syntax", "could not read the request body"))
+		writeError(w, err)
 		return
 	}
 	// 3. Content type and strict JSON, for the routes that take a JSON body.
@@ -170,6 +185,62 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mux.ServeHTTP(w, r)
 }
+
+// readBody reads the whole body within BodyTimeout and at most MaxBody bytes.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apierr.Error) {
+	timeout := cmp.Or(h.opts.BodyTimeout, DefaultBodyTimeout)
+	rc := http.NewResponseController(w)
+	// Errors mean the connection cannot take deadlines (HTTP/2 before Go 1.20 behaved so; a
+	// test recorder): the body is then read without one.
+	_ = rc.SetReadDeadline(time.Now().Add(timeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err == nil {
+		// The deadline must not outlive the read: net/http keeps reading the connection in
+		// the background while the handler runs, and a timeout there would cancel the request.
+		_ = rc.SetReadDeadline(time.Time{})
+		return body, nil
+	}
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return nil, apierr.Newf("payload_too_large", "request body exceeds %d bytes", MaxBody)
+	}
+	// The rest of the body is not wanted: "Connection: close" keeps net/http from draining it
+	// before the answer, and the deadline left in the past makes its drain after the handler
+	// fail at once, so the connection closes instead of waiting on the very client that is too
+	// slow.
+	w.Header().Set("Connection", "close")
+	_ = rc.SetReadDeadline(time.Now())
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return nil, apierr.Newf("request_timeout", "the request body did not arrive within %s", timeout)
+	}
+	return nil, apierr.New("invalid_json_syntax", "could not read the request body")
+}
+
+// armWriteDeadline returns w with a write deadline of WriteTimeout set when the answer's first
+// byte is written.
+func (h *handler) armWriteDeadline(w http.ResponseWriter) http.ResponseWriter {
+	return &deadlineWriter{ResponseWriter: w, timeout: cmp.Or(h.opts.WriteTimeout, DefaultWriteTimeout)}
+}
+
+// deadlineWriter sets a write deadline on the connection before the first write of an answer.
+type deadlineWriter struct {
+	http.ResponseWriter
+	timeout time.Duration
+	armed   bool
+}
+
+func (d *deadlineWriter) arm() {
+	if !d.armed {
+		d.armed = true
+		_ = http.NewResponseController(d.ResponseWriter).SetWriteDeadline(time.Now().Add(d.timeout))
+	}
+}
+
+func (d *deadlineWriter) WriteHeader(code int) { d.arm(); d.ResponseWriter.WriteHeader(code) }
+
+func (d *deadlineWriter) Write(b []byte) (int, error) { d.arm(); return d.ResponseWriter.Write(b) }
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 // health answers /healthz (check == nil: the process is up) and /readyz.
 func (h *handler) health(w http.ResponseWriter, r *http.Request, check func(context.Context) error) {

@@ -1,7 +1,7 @@
 // Package jsonreq decodes JSON request bodies into protobuf messages with the gateway's strict
 // rules (DESIGN.md §6.2 step 3): exact snake_case proto field names only, JSON types must match
 // the field types, null leaves a field unset, and syntax, type and unknown-key faults map to the
-// error codes invalid_json_syntax, invalid_json_data and unknown_field.
+// error codes invalid_json_syntax, invalid_json_data, unknown_field and duplicate_field.
 //
 // It works on any message through protoreflect, so new request types need no code here. It
 // differs from protojson on purpose: lowerCamel JSON names are unknown fields, integers must be
@@ -27,7 +27,8 @@ import (
 // Rules, in short (the package comment says why they differ from protojson):
 //   - body must be exactly one JSON value, an object, nested at most MaxDepth levels;
 //   - every key must equal a field's proto name; otherwise unknown_field naming the key path;
-//   - a key given twice: the last occurrence wins;
+//   - a key given twice in one object, at any depth → duplicate_field naming it (a proxy that
+//     keeps the first value must never see another request than the one acted on);
 //   - null leaves the field unset (inside Struct, ListValue and Value contents it is NullValue);
 //   - string ← string; bool ← bool; bytes ← base64 string; enum ← value name string;
 //     integer kinds ← a JSON number written as an integer literal in range (no fraction, no
@@ -61,8 +62,7 @@ func Decode(body []byte, m proto.Message) *apierr.Error {
 func decodeMessage(msg protoreflect.Message, obj *node) *fieldError {
 	info := infoFor(msg.Descriptor())
 
-	// Pass 1: every key must name a field (reported in document order); note the last
-	// occurrence of each field so duplicates resolve to the last one.
+	// Pass 1: every key must name a field and appear once (reported in document order).
 	var buf [32]int
 	var last []int
 	if info.numFields <= len(buf) {
@@ -78,16 +78,16 @@ func decodeMessage(msg protoreflect.Message, obj *node) *fieldError {
 		if fi == nil {
 			return &fieldError{code: "unknown_field", rev: []segment{{key: obj.kids[i].key}}}
 		}
+		if last[fi.index] >= 0 {
+			return duplicate(obj.kids[i].key)
+		}
 		last[fi.index] = i
 	}
 
-	// Pass 2: decode the winning occurrences.
+	// Pass 2: decode.
 	for i := range obj.kids {
 		mem := &obj.kids[i]
 		fi := info.byName[mem.key]
-		if last[fi.index] != i {
-			continue
-		}
 		if err := decodeField(msg, fi, mem); err != nil {
 			return err.at(segment{key: mem.key})
 		}
@@ -186,7 +186,7 @@ func decodeList(list protoreflect.List, fi *fieldInfo, v *node) *fieldError {
 	return nil
 }
 
-// decodeMap sets the entries of the object v in mp; a key given twice keeps the last value.
+// decodeMap sets the entries of the object v in mp; a key given twice is duplicate_field.
 func decodeMap(mp protoreflect.Map, fi *fieldInfo, v *node) *fieldError {
 	kd, vd := fi.fd.MapKey(), fi.fd.MapValue()
 	for i := range v.kids {
@@ -194,6 +194,9 @@ func decodeMap(mp protoreflect.Map, fi *fieldInfo, v *node) *fieldError {
 		k, err := mapKey(kd, mem.key)
 		if err != nil {
 			return err.at(segment{key: mem.key})
+		}
+		if mp.Has(k) {
+			return duplicate(mem.key)
 		}
 		if vd.Message() != nil {
 			val := mp.NewValue()
@@ -215,7 +218,7 @@ func decodeMap(mp protoreflect.Map, fi *fieldInfo, v *node) *fieldError {
 // fieldError is a decode failure inside the top-level object. Path segments are collected on the
 // way out (innermost first), so the success path spends nothing on error context.
 type fieldError struct {
-	code    string // invalid_json_data or unknown_field
+	code    string // invalid_json_data, unknown_field or duplicate_field
 	rev     []segment
 	problem string
 }
@@ -229,6 +232,11 @@ type segment struct {
 
 func problem(msg string) *fieldError {
 	return &fieldError{code: "invalid_json_data", problem: msg}
+}
+
+// duplicate reports a key given twice in one object.
+func duplicate(key string) *fieldError {
+	return &fieldError{code: "duplicate_field", rev: []segment{{key: key}}}
 }
 
 func problemf(format string, args ...any) *fieldError {
@@ -265,6 +273,9 @@ func (e *fieldError) path() string {
 func (e *fieldError) apiError() *apierr.Error {
 	if e.code == "unknown_field" {
 		return apierr.Newf("unknown_field", "unknown field %q", e.path())
+	}
+	if e.code == "duplicate_field" {
+		return apierr.Newf("duplicate_field", "field %q is given more than once", e.path())
 	}
 	return apierr.Newf(e.code, "field %q: %s", e.path(), e.problem)
 }

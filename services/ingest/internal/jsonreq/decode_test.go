@@ -18,6 +18,7 @@ func eventReq() proto.Message { return &apiv1.EventRequest{} }
 func listReq() proto.Message  { return &apiv1.ListEventsRequest{} }
 func opResult() proto.Message { return &apiv1.EventOpResult{} }
 func listResp() proto.Message { return &apiv1.ListEventsResponse{} }
+func pullResp() proto.Message { return &apiv1.PullResponse{} }
 
 // nested returns "[[[…1…]]]" with depth brackets.
 func nested(depth int) string {
@@ -38,6 +39,20 @@ func TestDecodeErrors(t *testing.T) {
 		{name: "empty body", body: "", into: eventReq, wantCode: "invalid_json_syntax"},
 		{name: "whitespace only", body: " \n\t ", into: eventReq, wantCode: "invalid_json_syntax"},
 		{name: "unterminated object", body: "{", into: eventReq, wantCode: "invalid_json_syntax"},
+		// Keys given twice, at any depth (DESIGN.md §8.4).
+		{name: "duplicate top-level key", body: `{"title":"a","title":"b"}`, into: eventReq,
+			wantCode: "duplicate_field", wantMsg: `field "title" is given more than once`},
+		{name: "duplicate with another type", body: `{"title":1,"title":"ok"}`, into: eventReq, wantCode: "duplicate_field"},
+		{name: "duplicate then null", body: `{"op_id":"x","op_id":null}`, into: eventReq, wantCode: "duplicate_field"},
+		{name: "duplicate list", body: `{"tags":["a"],"tags":["b"]}`, into: eventReq, wantCode: "duplicate_field"},
+		{name: "duplicate inside Struct", body: `{"attrs":{"a":1,"a":2}}`, into: eventReq,
+			wantCode: "duplicate_field", wantMsg: `field "attrs.a" is given more than once`},
+		{name: "duplicate inside nested Struct", body: `{"attrs":{"o":{"k":1,"k":1}}}`, into: eventReq,
+			wantCode: "duplicate_field", wantMsg: `field "attrs.o.k" is given more than once`},
+		{name: "duplicate inside map", body: `{"items":[{"payload":{"m":"1","m":"2"}}]}`, into: pullResp,
+			wantCode: "duplicate_field", wantMsg: `field "items[0].payload.m" is given more than once`},
+		{name: "duplicate inside nested message", body: `{"events":[{"event_id":"e1","event_id":"e2"}]}`, into: listResp,
+			wantCode: "duplicate_field", wantMsg: `field "events[0].event_id" is given more than once`},
 		{name: "trailing garbage", body: `{"a":1} x`, into: eventReq, wantCode: "invalid_json_syntax"},
 		{name: "two objects", body: `{}{}`, into: eventReq, wantCode: "invalid_json_syntax"},
 		{name: "trailing comma", body: `{"title":"a",}`, into: eventReq, wantCode: "invalid_json_syntax"},
@@ -184,16 +199,6 @@ func TestDecodeValues(t *testing.T) {
 			want: &apiv1.EventRequest{Tags: &structpb.ListValue{Values: []*structpb.Value{}}}},
 		{name: "string event_time", body: `{"event_time":"1713750000"}`, into: eventReq,
 			want: &apiv1.EventRequest{EventTime: structpb.NewStringValue("1713750000")}},
-		{name: "last duplicate wins", body: `{"title":"a","title":"b"}`, into: eventReq,
-			want: &apiv1.EventRequest{Title: "b"}},
-		{name: "shadowed duplicate is not decoded", body: `{"title":1,"title":"ok"}`, into: eventReq,
-			want: &apiv1.EventRequest{Title: "ok"}},
-		{name: "later null unsets", body: `{"op_id":"x","op_id":null}`, into: eventReq,
-			want: &apiv1.EventRequest{}},
-		{name: "duplicate list replaces", body: `{"tags":["a"],"tags":["b"]}`, into: eventReq,
-			want: &apiv1.EventRequest{Tags: &structpb.ListValue{Values: []*structpb.Value{structpb.NewStringValue("b")}}}},
-		{name: "duplicate key inside Struct keeps last", body: `{"attrs":{"a":1,"a":2}}`, into: eventReq,
-			want: &apiv1.EventRequest{Attrs: &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewNumberValue(2)}}}},
 		{name: "escapes", body: `{"title":"a\u00e9\ud83d\ude00\n\"\\\/"}`, into: eventReq,
 			want: &apiv1.EventRequest{Title: "aé😀\n\"\\/"}},
 		{name: "nested messages", body: `{"events":[{"event_id":"e1","version":3,"ended_at":1,"tags":["x"]}],"next_cursor":""}`,

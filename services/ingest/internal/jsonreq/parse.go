@@ -26,8 +26,8 @@ const (
 )
 
 // node is one parsed JSON value. An object's kids are its members in document order, duplicate
-// keys included (each kid carries its key), so that the decoder can report the first unknown key
-// and let the last duplicate win; an array's kids are its elements.
+// keys included (each kid carries its key), so that the decoder can report the first unknown or
+// repeated key; an array's kids are its elements.
 type node struct {
 	kind    kind
 	boolean bool

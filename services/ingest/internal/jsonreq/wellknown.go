@@ -39,12 +39,15 @@ func toValue(v *node) (*structpb.Value, *fieldError) {
 	}
 }
 
-// toStruct converts a JSON object to a google.protobuf.Struct; a key given twice keeps the last
-// value.
+// toStruct converts a JSON object to a google.protobuf.Struct; a key given twice is
+// duplicate_field.
 func toStruct(v *node) (*structpb.Struct, *fieldError) {
 	fields := make(map[string]*structpb.Value, len(v.kids))
 	for i := range v.kids {
 		mem := &v.kids[i]
+		if _, dup := fields[mem.key]; dup {
+			return nil, duplicate(mem.key)
+		}
 		val, err := toValue(mem)
 		if err != nil {
 			return nil, err.at(segment{key: mem.key})

@@ -130,6 +130,10 @@ var eventErrorCases = []eventErrorCase{
 	{"event_time fraction string", validate.RouteCreate, func(r *apiv1.EventRequest) { r.EventTime = str("1.5") }, "invalid_event_time"},
 	{"event_time zero string", validate.RouteCreate, func(r *apiv1.EventRequest) { r.EventTime = str("000") }, "invalid_event_time"},
 	{"event_time string over 2^53", validate.RouteCreate, func(r *apiv1.EventRequest) { r.EventTime = str("9007199254740993") }, "invalid_event_time"},
+	// 9007199254740993 sent as a JSON number arrives rounded to 2^53: refused, not stored as …992.
+	{"event_time 2^53 (a rounded 2^53+1)", validate.RouteCreate, func(r *apiv1.EventRequest) { r.EventTime = num(1 << 53) }, "invalid_event_time"},
+	{"event_time string 2^53", validate.RouteCreate, func(r *apiv1.EventRequest) { r.EventTime = str("9007199254740992") }, "invalid_event_time"},
+	{"started_at 2^53", validate.RouteCreate, func(r *apiv1.EventRequest) { r.StartedAt = num(1 << 53) }, "invalid_started_at"},
 	{"event_time string overflows uint64", validate.RouteCreate, func(r *apiv1.EventRequest) { r.EventTime = str(n("9", 30)) }, "invalid_event_time"},
 	// 12. started_at
 	{"started_at invalid on create", validate.RouteCreate, func(r *apiv1.EventRequest) { r.StartedAt = str("soon") }, "invalid_started_at"},
@@ -326,9 +330,9 @@ func TestEventNormalises(t *testing.T) {
 		{"just below 10^12 is seconds", validate.RouteCreate,
 			func(r *apiv1.EventRequest) { r.EventTime = num(1e12 - 1) },
 			func(t *testing.T, op *validate.Op) { eq(t, "EventTime", op.Fields.GetEventTime(), int64(1e12-1)*1000) }},
-		{"2^53 accepted", validate.RouteCreate,
-			func(r *apiv1.EventRequest) { r.EventTime = num(1 << 53) },
-			func(t *testing.T, op *validate.Op) { eq(t, "EventTime", op.Fields.GetEventTime(), int64(1<<53)) }},
+		{"2^53-1 accepted", validate.RouteCreate,
+			func(r *apiv1.EventRequest) { r.EventTime = num(1<<53 - 1) },
+			func(t *testing.T, op *validate.Op) { eq(t, "EventTime", op.Fields.GetEventTime(), int64(1<<53-1)) }},
 		{"string seconds accepted", validate.RouteCreate,
 			func(r *apiv1.EventRequest) { r.EventTime = str("1713750000") },
 			func(t *testing.T, op *validate.Op) {

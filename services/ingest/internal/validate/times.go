@@ -12,16 +12,18 @@ import (
 )
 
 const (
-	// maxTimeValue is the largest accepted time value (2^53, the largest integer a JSON number
-	// carries exactly), before unit normalisation.
-	maxTimeValue = 1 << 53
+	// maxTimeValue is the largest accepted time value before unit normalisation: 2^53−1, the
+	// largest integer a JSON number carries exactly. A larger number literal reaches us rounded
+	// to a double ≥ 2^53 (9007199254740993 becomes …992), so anything above it is refused
+	// rather than stored as another value than the one sent (DESIGN.md §8.4).
+	maxTimeValue = 1<<53 - 1
 	// msThreshold: values from 10^12 up are Unix milliseconds (10^12 s is year 33658), smaller
 	// values are Unix seconds.
 	msThreshold = 1_000_000_000_000
 )
 
 // timeRule is the wording of the number rule shared by event_time, started_at and ended_at.
-const timeRule = "must be a positive integer or a string of digits (Unix seconds, or milliseconds from 10^12), at most 2^53"
+const timeRule = "must be a positive integer or a string of digits (Unix seconds, or milliseconds from 10^12), at most 2^53-1"
 
 // checkTimes checks event_time, started_at and ended_at and stores them in milliseconds.
 func (op *Op) checkTimes(req *apiv1.EventRequest) *apierr.Error {
@@ -58,7 +60,7 @@ func (op *Op) checkTimes(req *apiv1.EventRequest) *apierr.Error {
 }
 
 // timeValue reads a time field. present is false for nil and NullValue. ok is true when the value
-// is an integral number or a string of decimal digits (surrounding space allowed), in 1..2^53;
+// is an integral number or a string of decimal digits (surrounding space allowed), in 1..2^53−1;
 // ms is then the value in Unix milliseconds.
 func timeValue(v *structpb.Value) (ms int64, present, ok bool) {
 	var n uint64
