@@ -24,6 +24,8 @@ type conn struct {
 	r    *bufio.Reader
 	req  []byte
 	body []byte
+	// retryAfter is the Retry-After header of the last answer ("" when none).
+	retryAfter string
 }
 
 func newConn(base string) *conn {
@@ -58,6 +60,7 @@ func (c *conn) post(path string, body []byte) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, c.fail(err)
 	}
+	c.retryAfter = resp.Header.Get("Retry-After")
 	buf := bytes.NewBuffer(c.body[:0])
 	_, err = io.Copy(buf, resp.Body)
 	_ = resp.Body.Close()

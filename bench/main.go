@@ -30,6 +30,8 @@ type options struct {
 	profile        string
 	keep           bool
 	idle           time.Duration
+	noisyDuration  time.Duration
+	noisyLimit     int
 }
 
 func main() {
@@ -45,6 +47,8 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "directory to write CPU and allocation profiles of the server to")
 	flag.BoolVar(&o.keep, "keep", false, "keep the server's data directory")
 	flag.DurationVar(&o.idle, "idle", 15*time.Second, "how long to watch the idle server after the lifecycle load (CPU, RSS)")
+	flag.DurationVar(&o.noisyDuration, "noisy-duration", 10*time.Second, "length of each phase of the noisy-neighbour scenario (0 skips it)")
+	flag.IntVar(&o.noisyLimit, "noisy-limit", 100, "--channel-ops-per-second of the noisy-neighbour scenario; the flooder sends 10x")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -67,7 +71,9 @@ func run(ctx context.Context, o options) error {
 		}
 		base.print("baseline")
 	}
-	srv, err := startServer(ctx, o)
+	// The throughput scenarios measure the pipeline, not the limits of a public gateway: their
+	// channels take ~170 ops/s each and the fan-out registers 1000 devices from one address.
+	srv, err := startServer(ctx, o, unlimited...)
 	if err != nil {
 		return err
 	}
@@ -116,6 +122,14 @@ func run(ctx context.Context, o options) error {
 		}
 		fan.print("fanout")
 	}
+	var noisy *noisyResult
+	if o.noisyDuration > 0 {
+		srv.stop() // one server at a time: the scenarios share two cores
+		if noisy, err = runNoisy(ctx, o); err != nil {
+			return fmt.Errorf("noisy: %w", err)
+		}
+		noisy.print()
+	}
 	ratio, deliveries := 0.0, 0.0
 	if base != nil && base.opsPerSec > 0 {
 		ratio = life.opsPerSec / base.opsPerSec
@@ -129,6 +143,9 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("bench: ops_per_s=%.0f p50_ms=%.2f p99_ms=%.2f cpu_us_per_op=%.0f baseline_ratio=%.2f fanout_deliveries_per_s=%.0f errors=%d\n",
 		life.opsPerSec, ms(life.p50), ms(life.p99), life.cpuPerOp.Seconds()*1e6, ratio, deliveries, errs)
+	if noisy != nil {
+		errs += noisy.victimErrors + noisy.floodOther
+	}
 	if errs > 0 || !life.verified || (fan != nil && !fan.verified) {
 		return errors.New("errors or undelivered pushes; see above")
 	}

@@ -42,8 +42,8 @@ func freeAddr() (string, error) {
 }
 
 // startServer runs pushgo serve (embedded JetStream, file storage, R1) in a fresh data
-// directory, with the NATS port exposed on loopback for the inbox counts.
-func startServer(ctx context.Context, o options) (*server, error) {
+// directory, with the NATS port exposed on loopback for the inbox counts; extra are more flags.
+func startServer(ctx context.Context, o options, extra ...string) (*server, error) {
 	dir, err := os.MkdirTemp("", "pushgo-bench-")
 	if err != nil {
 		return nil, err
@@ -58,6 +58,7 @@ func startServer(ctx context.Context, o options) (*server, error) {
 	}
 	args := []string{"serve", "--data-dir", dir, "--http-addr", httpAddr, "--grpc-addr", "", "--nats-listen", natsAddr,
 		"--inbox-per-device", "10000000", "--log-level", "warn"}
+	args = append(args, extra...)
 	s := &server{dir: dir, keep: o.keep, url: "http://" + httpAddr}
 	if o.profile != "" {
 		pprofAddr, err := freeAddr()
