@@ -92,6 +92,9 @@ func startCluster(t *testing.T) *cluster {
 		"PUSHGO_NATS_URL":   "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222",
 		"PUSHGO_REPLICAS":   "3",
 		"PUSHGO_LOG_FORMAT": "json",
+		// The load sets up 20 channels and 40 devices from one address at once; the other
+		// limits of a public gateway stay at their defaults.
+		"PUSHGO_CREATES_PER_MINUTE": "0",
 	}
 	service := func(args []string, opts ...testcontainers.ContainerCustomizer) *testcontainers.DockerContainer {
 		t.Helper()
