@@ -30,6 +30,8 @@ const (
 	KindInternal
 	KindTooLarge
 	KindMethod
+	// KindLimited is a refusal that waiting cures (a rate limit): 429 over HTTP.
+	KindLimited
 )
 
 // Spec is one row of the code table.
@@ -117,6 +119,10 @@ var Codes = map[string]Spec{
 	"thing_id_mismatch": {KindConflict, http.StatusConflict},
 	"attrs_too_large":   {KindInvalid, http.StatusBadRequest},
 
+	// Limits and quotas (§8.2).
+	"rate_limited":   {KindLimited, http.StatusTooManyRequests},
+	"quota_exceeded": {KindForbidden, http.StatusForbidden},
+
 	// Dispatch and broker (§5).
 	"dispatch_partial_failure": {KindUnavailable, http.StatusServiceUnavailable},
 	"dispatch_timeout":         {KindUnavailable, http.StatusServiceUnavailable},
@@ -172,6 +178,8 @@ func KindCode(k Kind) codes.Code {
 		return codes.ResourceExhausted
 	case KindMethod:
 		return codes.Unimplemented
+	case KindLimited:
+		return codes.ResourceExhausted
 	default:
 		return codes.Internal
 	}
