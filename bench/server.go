@@ -57,7 +57,9 @@ func startServer(ctx context.Context, o options) (*server, error) {
 		return nil, err
 	}
 	args := []string{"serve", "--data-dir", dir, "--http-addr", httpAddr, "--grpc-addr", "", "--nats-listen", natsAddr,
-		"--inbox-per-device", "10000000", "--log-level", "warn"}
+		"--inbox-per-device", "10000000", "--log-level", "warn",
+		// Each lifecycle client drives one channel at ~160 ops/s, above the public default of 100.
+		"--channel-ops-per-second", "0"}
 	s := &server{dir: dir, keep: o.keep, url: "http://" + httpAddr}
 	if o.profile != "" {
 		pprofAddr, err := freeAddr()

@@ -29,6 +29,8 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/httpapi"
 	"pushgo.dev/gateway/services/ingest/internal/inbox"
 	"pushgo.dev/gateway/services/ingest/internal/ops"
+	"pushgo.dev/gateway/services/ingest/internal/quota"
+	"pushgo.dev/gateway/services/ingest/internal/ratelimit"
 	"pushgo.dev/gateway/services/ingest/internal/reader"
 )
 
@@ -43,6 +45,11 @@ const (
 	// DefaultShutdownGrace is how long in-flight requests may finish after a stop; it fits the
 	// 10 s in which `pushgo serve` must exit after SIGTERM.
 	DefaultShutdownGrace = 7 * time.Second
+	// DefaultChannelOpsPerSecond, DefaultTenantOpsPerSecond and DefaultSubscribersPerChannel
+	// are the limits of DESIGN.md §8.2 for a public gateway (the flags' defaults).
+	DefaultChannelOpsPerSecond   = 100
+	DefaultTenantOpsPerSecond    = 1000
+	DefaultSubscribersPerChannel = 10000
 )
 
 // Config configures one ingest instance.
@@ -64,12 +71,22 @@ type Config struct {
 	StreamKeepAlive time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
+	// ChannelOpsPerSecond and TenantOpsPerSecond limit event ops (create, update, close) per
+	// channel and per tenant, in ops per second with a burst of 2 s worth, shared by every
+	// ingest instance on the same NATS; 0 is no limit. SubscribersPerChannel is the quota of
+	// devices subscribed to one channel; 0 is none.
+	ChannelOpsPerSecond   float64
+	TenantOpsPerSecond    float64
+	SubscribersPerChannel int
 }
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
 	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 {
 		return errors.New("ingest: durations must not be negative")
+	}
+	if !(c.ChannelOpsPerSecond >= 0) || !(c.TenantOpsPerSecond >= 0) || c.SubscribersPerChannel < 0 {
+		return errors.New("ingest: limits must not be negative (0 turns one off)")
 	}
 	return nil
 }
@@ -117,12 +134,23 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
+	limiter, err := ratelimit.New(deps.NC, log, ratelimit.Options{})
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	defer func() { _ = limiter.Close() }()
+	subQuota, err := quota.NewSubscribers(ctx, deps.NC, js, cfg.SubscribersPerChannel, budget, log)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	devs.Quota = subQuota
+	opLimits := &ratelimit.EventOps{Buckets: limiter, ChannelPerSecond: cfg.ChannelOpsPerSecond, TenantPerSecond: cfg.TenantOpsPerSecond}
 
 	token := auth.NewToken(cfg.Token)
 	interceptor := grpcapi.Interceptor(token, log)
 	grpcServer := grpc.NewServer(grpc.UnaryInterceptor(interceptor))
 	inline := grpcapi.NewInline(interceptor)
-	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js)}
+	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js), Limits: opLimits}
 	channelsAPI := &grpcapi.Channels{Store: chans, Devices: devs}
 	devicesAPI := &grpcapi.Devices{Store: devs}
 	messagesAPI := &grpcapi.Messages{Devices: devs, Inbox: box}
