@@ -16,20 +16,24 @@
 //   - at a cold start each instance may spend the whole burst before hearing of the others;
 //   - both excesses are repaid: a bucket goes below zero (down to -16·burst) and refills from
 //     there, so over a window W the instances together admit rate·W + burst, plus what was
-//     spent twice in the last interval and not yet repaid. With 2 instances and W ≥ 2·burst/rate
-//     that stays within a few percent of a single bucket's count.
+//     spent twice in the last interval and not yet repaid. Once W exceeds the time the
+//     cold-start bursts take to repay ((N-1)·burst/rate, 2 s for two instances at a burst of
+//     2× the rate), that is within a few percent of one bucket's count (the tests measure it).
 //
 // Announcements are at-most-once (core NATS): a lost one, a partition, or an instance that
 // stops only make limits more lenient for a moment, never stricter. An instance ignores its own
 // announcements by the random instance id each carries. Use one Limiter per process and
 // namespace keys by purpose ("ops.ch.<channel>"), so all limits share one announcement stream.
+// Whoever can publish on the subject can shrink buckets: the broker's access control is the
+// boundary, as for every other subject.
 //
 // # Memory
 //
 // Keys are spread over shards, each with its own lock. A bucket that has refilled to its burst
 // and has nothing left to announce is the same as no bucket and is evicted (every second); at
-// most Options.MaxKeys buckets are held, and a new key in a full shard evicts a random bucket
-// of it, preferring full ones (the evicted key starts full again: lenient, never stricter).
+// most Options.MaxKeys buckets are held: a new key in a full shard evicts its full buckets, or
+// if there are none a random one, preferring one with nothing to announce (the evicted key
+// starts full again: lenient, never stricter).
 // Announcements are split into messages of at most Options.MaxMessageBytes (and of the
 // connection's max payload). Keys longer than MaxKeyLen bytes are replaced by a hash of them.
 package ratelimit
