@@ -86,6 +86,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		fs.IntVar(p, name, n, help)
 	}
+	float := func(p *float64, name string, def float64, help string) {
+		x, err := strconv.ParseFloat(env(name, strconv.FormatFloat(def, 'g', -1, 64)), 64)
+		if err != nil {
+			x = def
+		}
+		fs.Float64Var(p, name, x, help)
+	}
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "text", "text or json (to stderr)")
 	if c.command != "healthcheck" {
@@ -115,6 +122,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		dur(&c.ingest.DispatchWait, "dispatch-wait", ingest.DefaultDispatchWait, "how long a request waits for delivery before 503 dispatch_timeout")
 		dur(&c.ingest.RetryBudget, "publish-retry", ingest.DefaultRetryBudget, "how long broker calls are retried before 503 unavailable")
 		dur(&c.ingest.BodyTimeout, "body-timeout", ingest.DefaultBodyTimeout, "time to receive a request's whole body before 408 request_timeout")
+		float(&c.ingest.ChannelOpsPerSecond, "channel-ops-per-second", ingest.DefaultChannelOpsPerSecond, "event ops (create, update, close) per second per channel, burst 2×, across all ingest instances (0: no limit)")
+		float(&c.ingest.TenantOpsPerSecond, "tenant-ops-per-second", ingest.DefaultTenantOpsPerSecond, "event ops per second per tenant in hosted mode, burst 2× (0: no limit)")
+		num(&c.ingest.SubscribersPerChannel, "subscribers-per-channel", ingest.DefaultSubscribersPerChannel, "devices subscribed to one channel at most (0: no limit)")
 	}
 	switch c.command {
 	case "serve":

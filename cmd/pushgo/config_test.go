@@ -45,6 +45,17 @@ func TestParseConfig(t *testing.T) {
 		{"stray argument", []string{"dispatch", "extra"}, true, nil},
 		{"bad replicas", []string{"ingest", "--replicas", "7"}, true, nil},
 		{"budget beyond the wait", []string{"serve", "--delivery-budget", "3s"}, true, nil},
+		{"limits", []string{"serve"}, false, func(t *testing.T, c config) {
+			if c.ingest.ChannelOpsPerSecond != 100 || c.ingest.TenantOpsPerSecond != 1000 || c.ingest.SubscribersPerChannel != 10000 {
+				t.Fatalf("defaults %+v", c.ingest)
+			}
+		}},
+		{"limits off", []string{"ingest", "--channel-ops-per-second", "0", "--tenant-ops-per-second", "2.5", "--subscribers-per-channel", "0"}, false, func(t *testing.T, c config) {
+			if c.ingest.ChannelOpsPerSecond != 0 || c.ingest.TenantOpsPerSecond != 2.5 || c.ingest.SubscribersPerChannel != 0 {
+				t.Fatalf("%+v", c.ingest)
+			}
+		}},
+		{"negative limit", []string{"serve", "--channel-ops-per-second", "-1"}, true, nil},
 		{"inbox cap", []string{"dispatch", "--inbox-per-device", "3", "--webhook-allow-private"}, false, func(t *testing.T, c config) {
 			if c.dispatch.Bus.InboxPerDevice != 3 || !c.dispatch.WebhookAllowPrivate || c.dispatch.Budget != 4*time.Second {
 				t.Fatalf("%+v", c.dispatch)

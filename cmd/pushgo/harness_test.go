@@ -98,6 +98,10 @@ type gatewayOpts struct {
 	keepAlive         time.Duration
 	bodyTimeout       time.Duration
 	deliveryBudget    time.Duration
+	// The op rate limit and subscriber quota of DESIGN.md §8.2 are off (0) unless a test sets
+	// them: tests make many ops per channel in a burst.
+	channelOpsPerSecond   float64
+	subscribersPerChannel int
 }
 
 type gateway struct {
@@ -120,6 +124,8 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	}
 	cfg.ingest.Token = o.token
 	cfg.ingest.GRPCAddr = ""
+	cfg.ingest.ChannelOpsPerSecond, cfg.ingest.TenantOpsPerSecond = o.channelOpsPerSecond, 0
+	cfg.ingest.SubscribersPerChannel = o.subscribersPerChannel
 	if o.dispatchWait > 0 {
 		cfg.ingest.DispatchWait = o.dispatchWait
 		cfg.dispatch.Budget = o.dispatchWait * 4 / 5

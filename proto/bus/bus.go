@@ -6,6 +6,7 @@ package bus
 
 import (
 	"strings"
+	"time"
 )
 
 // Streams.
@@ -64,7 +65,20 @@ const (
 	RedriveSubject = "pushgo.redrive"
 	// QueueDispatch is the queue group of dispatch instances on RedriveSubject.
 	QueueDispatch = "dispatch"
+	// RateLimitSubject is where every ingest instance announces, about every 100 ms, the
+	// tokens it took from its rate-limit buckets since its last announcement; every other
+	// instance subtracts them from its own buckets, so limits hold across replicas. The
+	// payload is the binary encoding of services/ingest/internal/ratelimit (versioned, with
+	// the sender's instance id). A lost announcement only makes limits more lenient.
+	RateLimitSubject = "pushgo.ratelimit.taken"
 )
+
+// SubsMarkerTTL is how long the marker of an unsubscribe stays in BucketSubs. Dispatch's
+// watchers learn of the unsubscribe from it; once it expires the key's subject is gone, so the
+// subjects of a channel in the bucket's stream count its subscribers (plus those unsubscribed
+// within the TTL), which is how ingest enforces the subscribers-per-channel quota without a
+// consumer. A watcher away from the broker for longer than this would miss the unsubscribe.
+const SubsMarkerTTL = 10 * time.Minute
 
 // Message headers beyond JetStream's own.
 const (
@@ -180,6 +194,17 @@ func OpKey(channelID, opID string) string {
 // OpKeyFromSubject returns the op key of a message published on OpsUpdates.
 func OpKeyFromSubject(subject string) string {
 	return strings.TrimPrefix(subject, "$KV."+BucketOps+".")
+}
+
+// KVStream is the name of the stream that holds a key-value bucket.
+func KVStream(bucket string) string {
+	return "KV_" + bucket
+}
+
+// ChannelSubsSubjects matches the subjects of every subscription of one channel in the stream
+// of BucketSubs (live ones and unsubscribes younger than SubsMarkerTTL).
+func ChannelSubsSubjects(channelID string) string {
+	return "$KV." + BucketSubs + "." + channelID + ".*"
 }
 
 // SubKey is the key of a subscription in BucketSubs.

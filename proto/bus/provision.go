@@ -114,7 +114,8 @@ func BucketConfigs(o Options) []jetstream.KeyValueConfig {
 		{Bucket: BucketOps, Description: "op records: idempotency and outcomes", TTL: o.IdempotencyWindow, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketChannels, Description: "channels", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketDevices, Description: "devices and their routes", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
-		{Bucket: BucketSubs, Description: "channel subscriptions", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		// Unsubscribes are purges with a TTL (SubsMarkerTTL), which needs per-message TTLs.
+		{Bucket: BucketSubs, Description: "channel subscriptions", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, LimitMarkerTTL: SubsMarkerTTL},
 	}
 }
 
@@ -143,12 +144,13 @@ func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 	return nil
 }
 
-// ensureBucket creates a bucket, or brings an existing one to cfg's replicas and TTL, and turns
-// direct gets off on its stream: every Get is then answered by the stream leader and sees every
-// write acknowledged before it (a device registered and used at once, a channel created and
-// used at once), where a direct get may be answered by a replica that is a moment behind.
+// ensureBucket creates a bucket, or brings an existing one to cfg's replicas and TTL (turning
+// per-message TTLs on when cfg has a LimitMarkerTTL), and turns direct gets off on its stream:
+// every Get is then answered by the stream leader and sees every write acknowledged before it
+// (a device registered and used at once, a channel created and used at once), where a direct
+// get may be answered by a replica that is a moment behind.
 func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) error {
-	name := "KV_" + cfg.Bucket
+	name := KVStream(cfg.Bucket)
 	st, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if _, err := js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
@@ -160,10 +162,14 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 		return err
 	}
 	sc := st.CachedInfo().Config
-	if !sc.AllowDirect && sc.Replicas == cfg.Replicas && sc.MaxAge == cfg.TTL {
+	ttls := cfg.LimitMarkerTTL <= 0 || sc.AllowMsgTTL
+	if !sc.AllowDirect && sc.Replicas == cfg.Replicas && sc.MaxAge == cfg.TTL && ttls {
 		return nil
 	}
 	sc.AllowDirect, sc.Replicas, sc.MaxAge = false, cfg.Replicas, cfg.TTL
+	if !ttls { // a bucket made by an earlier build: per-message TTLs can be turned on later
+		sc.AllowMsgTTL = true
+	}
 	if cfg.TTL > 0 {
 		sc.Duplicates = min(sc.Duplicates, cfg.TTL)
 	}

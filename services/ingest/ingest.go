@@ -30,6 +30,8 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/httpapi"
 	"pushgo.dev/gateway/services/ingest/internal/inbox"
 	"pushgo.dev/gateway/services/ingest/internal/ops"
+	"pushgo.dev/gateway/services/ingest/internal/quota"
+	"pushgo.dev/gateway/services/ingest/internal/ratelimit"
 	"pushgo.dev/gateway/services/ingest/internal/reader"
 )
 
@@ -47,6 +49,11 @@ const (
 	// DefaultBodyTimeout bounds receiving a request body (DESIGN.md §8.3: a body sent at
 	// 1 byte/s is cut within ~10 s).
 	DefaultBodyTimeout = httpapi.DefaultBodyTimeout
+	// DefaultChannelOpsPerSecond, DefaultTenantOpsPerSecond and DefaultSubscribersPerChannel
+	// are the limits of DESIGN.md §8.2 for a public gateway (the flags' defaults).
+	DefaultChannelOpsPerSecond   = 100
+	DefaultTenantOpsPerSecond    = 1000
+	DefaultSubscribersPerChannel = 10000
 )
 
 // Config configures one ingest instance.
@@ -71,12 +78,22 @@ type Config struct {
 	BodyTimeout, WriteTimeout time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
+	// ChannelOpsPerSecond and TenantOpsPerSecond limit event ops (create, update, close) per
+	// channel and per tenant, in ops per second with a burst of 2 s worth, shared by every
+	// ingest instance on the same NATS; 0 is no limit. SubscribersPerChannel is the quota of
+	// devices subscribed to one channel; 0 is none.
+	ChannelOpsPerSecond   float64
+	TenantOpsPerSecond    float64
+	SubscribersPerChannel int
 }
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
 	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 || c.BodyTimeout < 0 || c.WriteTimeout < 0 {
 		return errors.New("ingest: durations must not be negative")
+	}
+	if !(c.ChannelOpsPerSecond >= 0) || !(c.TenantOpsPerSecond >= 0) || c.SubscribersPerChannel < 0 {
+		return errors.New("ingest: limits must not be negative (0 turns one off)")
 	}
 	return nil
 }
@@ -124,6 +141,17 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
+	limiter, err := ratelimit.New(deps.NC, log, ratelimit.Options{})
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	defer func() { _ = limiter.Close() }()
+	subQuota, err := quota.NewSubscribers(ctx, deps.NC, js, cfg.SubscribersPerChannel, budget, log)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	devs.Quota = subQuota
+	opLimits := &ratelimit.EventOps{Buckets: limiter, ChannelPerSecond: cfg.ChannelOpsPerSecond, TenantPerSecond: cfg.TenantOpsPerSecond}
 
 	token := auth.NewToken(cfg.Token)
 	interceptor := grpcapi.Interceptor(token, log)
@@ -133,7 +161,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		grpc.ConnectionTimeout(10*time.Second),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 2 * time.Minute}))
 	inline := grpcapi.NewInline(interceptor)
-	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js)}
+	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js), Limits: opLimits}
 	channelsAPI := &grpcapi.Channels{Store: chans, Devices: devs}
 	devicesAPI := &grpcapi.Devices{Store: devs}
 	messagesAPI := &grpcapi.Messages{Devices: devs, Inbox: box}

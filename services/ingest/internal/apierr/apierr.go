@@ -30,6 +30,8 @@ const (
 	KindInternal
 	KindTooLarge
 	KindMethod
+	// KindLimited is a refusal that waiting cures (a rate limit): 429 over HTTP.
+	KindLimited
 )
 
 // Spec is one row of the code table.
@@ -119,6 +121,10 @@ var Codes = map[string]Spec{
 	"thing_id_mismatch": {KindConflict, http.StatusConflict},
 	"attrs_too_large":   {KindInvalid, http.StatusBadRequest},
 
+	// Limits and quotas (§8.2).
+	"rate_limited":   {KindLimited, http.StatusTooManyRequests},
+	"quota_exceeded": {KindForbidden, http.StatusForbidden},
+
 	// Dispatch and broker (§5).
 	"dispatch_partial_failure": {KindUnavailable, http.StatusServiceUnavailable},
 	"dispatch_timeout":         {KindUnavailable, http.StatusServiceUnavailable},
@@ -174,6 +180,8 @@ func KindCode(k Kind) codes.Code {
 		return codes.ResourceExhausted
 	case KindMethod:
 		return codes.Unimplemented
+	case KindLimited:
+		return codes.ResourceExhausted
 	default:
 		return codes.Internal
 	}

@@ -28,8 +28,17 @@ import (
 // maxCAS bounds the compare-and-set retries of one change.
 const maxCAS = 16
 
+// SubscriberQuota decides whether a device may subscribe to a channel (the quota package's
+// Subscribers): nil or an *apierr.Error such as quota_exceeded.
+type SubscriberQuota interface {
+	CheckSubscribe(ctx context.Context, channelID, deviceKey string) error
+}
+
 // Store is safe for concurrent use.
 type Store struct {
+	// Quota, when set (before serving), is checked before a subscribe to an existing channel.
+	Quota SubscriberQuota
+
 	devices  jetstream.KeyValue
 	subs     jetstream.KeyValue
 	channels *channels.Store
@@ -210,6 +219,12 @@ func (s *Store) Subscribe(ctx context.Context, req *apiv1.SubscribeRequest) (*ap
 			return nil, err
 		}
 		resp.ChannelId, resp.ChannelName = ch.GetChannelId(), ch.GetName()
+		// A channel created just now has no subscribers yet: only existing ones are checked.
+		if s.Quota != nil {
+			if err := s.Quota.CheckSubscribe(ctx, resp.GetChannelId(), q.DeviceKey); err != nil {
+				return nil, err
+			}
+		}
 	}
 	data, err := proto.Marshal(&busv1.SubscriptionRecord{ChannelId: resp.GetChannelId(), DeviceKey: q.DeviceKey, CreatedAt: time.Now().UnixMilli()})
 	if err != nil {
@@ -224,7 +239,9 @@ func (s *Store) Subscribe(ctx context.Context, req *apiv1.SubscribeRequest) (*ap
 	return resp, nil
 }
 
-// Unsubscribe removes a device from a channel; removed tells whether it was subscribed.
+// Unsubscribe removes a device from a channel; removed tells whether it was subscribed. The
+// removal is a purge whose marker (which tells dispatch's watchers) expires after
+// bus.SubsMarkerTTL, after which the subscription no longer counts toward the channel's quota.
 func (s *Store) Unsubscribe(ctx context.Context, req *apiv1.UnsubscribeRequest) (*apiv1.UnsubscribeResponse, error) {
 	key, channelID, verr := validate.Unsubscribe(req)
 	if verr != nil {
@@ -244,7 +261,7 @@ func (s *Store) Unsubscribe(ctx context.Context, req *apiv1.UnsubscribeRequest) 
 			return err
 		}
 		removed = true
-		return s.subs.Delete(ctx, subKey)
+		return s.subs.Purge(ctx, subKey, jetstream.PurgeTTL(bus.SubsMarkerTTL))
 	})
 	if err != nil {
 		return nil, s.unavailable(err)

@@ -14,12 +14,20 @@ import (
 )
 
 // Events implements EventService: checks of DESIGN.md §6.2 steps 4–7 in order (field rules,
-// channel, then the op's outcome).
+// channel, then the op's outcome), with the rate limits of §8.2 between the channel and the op.
 type Events struct {
 	apiv1.UnimplementedEventServiceServer
 	Channels *channels.Store
 	Ops      *ops.Submitter
 	Reader   *reader.Reader
+	// Limits, when set, is asked before an authorised create, update or close is recorded.
+	Limits OpLimiter
+}
+
+// OpLimiter decides whether an event op on a channel may run now (ratelimit.EventOps): nil, or
+// an *apierr.Error (429 rate_limited with Retry-After).
+type OpLimiter interface {
+	AllowOp(ctx context.Context, channelID string) error
 }
 
 // Create starts an event.
@@ -44,6 +52,12 @@ func (s *Events) op(ctx context.Context, route validate.Route, req *apiv1.EventR
 	}
 	if _, err := s.Channels.Authorize(ctx, op.ChannelID, op.Password); err != nil {
 		return nil, err
+	}
+	// Before the op record: a refused op leaves none, so its op_id works when retried later.
+	if s.Limits != nil {
+		if err := s.Limits.AllowOp(ctx, op.ChannelID); err != nil {
+			return nil, err
+		}
 	}
 	opID, given := op.OpID, op.OpID != ""
 	if !given {

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"pushgo.dev/gateway/proto/bus/bustest"
+	"pushgo.dev/gateway/services/dispatch"
+	"pushgo.dev/gateway/services/ingest"
+)
+
+// retryAfter returns a response's Retry-After in seconds, failing the test unless it is a
+// whole number of at least 1.
+func retryAfter(t testing.TB, r response) int {
+	t.Helper()
+	s, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if err != nil || s < 1 {
+		t.Fatalf("Retry-After %q on %d %s", r.header.Get("Retry-After"), r.status, r.raw)
+	}
+	return s
+}
+
+// TestChannelOverItsRateLimit: a channel sending ops faster than --channel-ops-per-second gets
+// 429 rate_limited with Retry-After, while another channel's ops go through at once; the
+// refused op leaves no op record, so its op_id works when retried later.
+func TestChannelOverItsRateLimit(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gatewayOpts{channelOpsPerSecond: 1}) // burst 2
+	flooded, calm := g.channel(t), g.channel(t)
+
+	var refused response
+	var refusedOp string
+	for i := 0; i < 50 && refused.status == 0; i++ {
+		op := fmt.Sprint("flood-", i)
+		r := g.post(t, "/event/create", createBody(flooded, obj{"op_id": op}))
+		switch {
+		case r.status == http.StatusTooManyRequests && r.code() == "rate_limited":
+			refused, refusedOp = r, op
+		case r.status != http.StatusOK:
+			t.Fatalf("op %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if refused.status == 0 {
+		t.Fatal("50 ops in a row on a channel limited to 1 op/s (burst 2) were all accepted")
+	}
+	if s := retryAfter(t, refused); s > 2 {
+		t.Fatalf("Retry-After %d s; one token comes back within 1 s", s)
+	}
+
+	// The other channel is unaffected: its burst is there at once.
+	for i := range 2 {
+		g.mustOK(t, "/event/create", createBody(calm, obj{"op_id": fmt.Sprint("calm-", i)}))
+	}
+
+	// The refused op was never recorded: once the bucket refills, the same op_id creates its event.
+	var again response
+	eventually(t, 10*time.Second, "the refused op to go through on retry", func() bool {
+		again = g.post(t, "/event/create", createBody(flooded, obj{"op_id": refusedOp}))
+		if again.status == http.StatusTooManyRequests {
+			retryAfter(t, again)
+			return false
+		}
+		return true
+	})
+	if d := again.data(t); again.status != http.StatusOK || d["applied"] != true || d["version"] != 1.0 {
+		t.Fatalf("retry of the refused op: %d %s", again.status, again.raw)
+	}
+}
+
+// TestSubscribersPerChannelQuota: beyond --subscribers-per-channel a new device is refused 403
+// quota_exceeded; a subscribed device may subscribe again, and other channels are unaffected.
+func TestSubscribersPerChannelQuota(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gatewayOpts{subscribersPerChannel: 2})
+	ch, other := g.channel(t), g.channel(t)
+	d1, d2, d3 := g.device(t, ""), g.device(t, ""), g.device(t, "")
+	g.subscribe(t, d1, ch)
+	g.subscribe(t, d2, ch)
+
+	r := g.post(t, "/channel/subscribe", obj{"device_key": d3, "channel_id": ch, "password": "secret-123"})
+	if r.status != http.StatusForbidden || r.code() != "quota_exceeded" {
+		t.Fatalf("third subscriber of a channel with quota 2: %d %s", r.status, r.raw)
+	}
+	g.subscribe(t, d1, ch) // already subscribed: not refused
+	g.subscribe(t, d3, other)
+
+	// The refused device receives nothing from the channel; the two subscribers do.
+	d := g.mustOK(t, "/event/create", createBody(ch, nil))
+	if del := d["delivery"].(map[string]any); del["targets"] != 2.0 || del["delivered"] != 2.0 {
+		t.Fatalf("delivery = %v, want 2 targets", del)
+	}
+	if items := g.pull(t, d3); len(items) != 0 {
+		t.Fatalf("the refused device got %d items", len(items))
+	}
+}
+
+// TestRateLimitAcrossIngestReplicas: two ingest instances on one broker, each offered far more
+// than a channel's limit, together admit what one bucket would over the window (rate·window +
+// burst) within ±20 %. Per-process limiters would admit twice that.
+func TestRateLimitAcrossIngestReplicas(t *testing.T) {
+	t.Parallel()
+	const rate, burst = 10.0, 20.0
+	const window = 3 * time.Second
+	ns := bustest.RunServer(t)
+	url := ns.ClientURL()
+	cfg := ingest.Config{RetryBudget: time.Second, ChannelOpsPerSecond: rate}
+	replicas := []*gateway{runIngest(t, url, cfg, nil), runIngest(t, url, cfg, nil)}
+	runLifecycle(t, url)
+	runDispatch(t, url, dispatch.Config{}, nil)
+	for _, g := range replicas {
+		g.waitReady(t)
+	}
+	ch := replicas[0].channel(t)
+	// The password is verified once per instance (argon2) before the clock starts.
+	for _, g := range replicas {
+		g.mustOK(t, "/event/list", obj{"channel_id": ch, "password": "secret-123"})
+	}
+
+	var mu sync.Mutex
+	var admitted, refused int
+	var last time.Time
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range 6 { // three clients per replica, each at most one request per 10 ms
+		g := replicas[c%2]
+		wg.Go(func() {
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			ok, no := 0, 0
+			var at time.Time
+			for now := time.Now(); now.Sub(start) < window; now = time.Now() {
+				at = now
+				r := g.post(t, "/event/create", createBody(ch, nil))
+				switch {
+				case r.status == http.StatusOK:
+					ok++
+				case r.status == http.StatusTooManyRequests && r.code() == "rate_limited":
+					retryAfter(t, r)
+					no++
+				default:
+					t.Errorf("%d %s", r.status, r.raw)
+					return
+				}
+				select {
+				case <-tick.C:
+				case <-t.Context().Done():
+					return
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			admitted, refused = admitted+ok, refused+no
+			if at.After(last) {
+				last = at
+			}
+		})
+	}
+	wg.Wait()
+	want := rate*last.Sub(start).Seconds() + burst
+	t.Logf("two ingest replicas admitted %d and refused %d; one bucket admits %.0f", admitted, refused, want)
+	if refused == 0 {
+		t.Fatal("nothing was refused: the load did not exceed the limit")
+	}
+	if f := float64(admitted); f < 0.8*want || f > 1.2*want {
+		t.Fatalf("two replicas admitted %d ops; one bucket over the window admits %.0f (±20 %%)", admitted, want)
+	}
+}
