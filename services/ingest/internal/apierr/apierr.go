@@ -30,6 +30,8 @@ const (
 	KindInternal
 	KindTooLarge
 	KindMethod
+	// KindTooMany is a refusal that waiting cures (429, with Retry-After).
+	KindTooMany
 )
 
 // Spec is one row of the code table.
@@ -121,6 +123,11 @@ var Codes = map[string]Spec{
 	"dispatch_partial_failure": {KindUnavailable, http.StatusServiceUnavailable},
 	"dispatch_timeout":         {KindUnavailable, http.StatusServiceUnavailable},
 	"unavailable":              {KindUnavailable, http.StatusServiceUnavailable},
+
+	// Hostile clients (§8.2).
+	"too_many_attempts": {KindTooMany, http.StatusTooManyRequests},
+	"rate_limited":      {KindTooMany, http.StatusTooManyRequests},
+	"busy":              {KindUnavailable, http.StatusServiceUnavailable},
 }
 
 // Error is an API error: a code from Codes, a message for humans and, for the 503 dispatch
@@ -168,7 +175,7 @@ func KindCode(k Kind) codes.Code {
 		return codes.Aborted
 	case KindUnavailable:
 		return codes.Unavailable
-	case KindTooLarge:
+	case KindTooLarge, KindTooMany:
 		return codes.ResourceExhausted
 	case KindMethod:
 		return codes.Unimplemented

@@ -25,6 +25,7 @@ import (
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
+	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
 	"pushgo.dev/gateway/services/ingest/internal/jsonreq"
 )
 
@@ -43,6 +44,10 @@ type Options struct {
 	KeepAlive time.Duration
 	// Done, when closed, ends the open streams (the server is shutting down).
 	Done <-chan struct{}
+	// Addrs resolves the client address of every request (the TCP peer, or X-Forwarded-For
+	// behind a trusted proxy), put in the request context for the per-address limits; nil
+	// trusts no proxy.
+	Addrs *clientaddr.Resolver
 }
 
 type handler struct {
@@ -109,6 +114,8 @@ func gatewayError(err error) *apierr.Error {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", requestID(r))
+	// The gateway hands this context to the in-process gRPC handlers, so they see the address.
+	r = r.WithContext(clientaddr.NewContext(r.Context(), h.opts.Addrs.FromHTTP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))))
 	defer func() {
 		if v := recover(); v != nil {
 			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
