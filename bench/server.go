@@ -57,7 +57,9 @@ func startServer(ctx context.Context, o options) (*server, error) {
 		return nil, err
 	}
 	args := []string{"serve", "--data-dir", dir, "--http-addr", httpAddr, "--grpc-addr", "", "--nats-listen", natsAddr,
-		"--inbox-per-device", "10000000", "--log-level", "warn"}
+		"--inbox-per-device", "10000000", "--log-level", "warn",
+		// Every channel and device of the load is created from 127.0.0.1.
+		"--creates-per-minute", "0"}
 	s := &server{dir: dir, keep: o.keep, url: "http://" + httpAddr}
 	if o.profile != "" {
 		pprofAddr, err := freeAddr()

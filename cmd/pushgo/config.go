@@ -114,6 +114,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		str(&c.ingest.Token, "token", "", "gateway token required as Authorization: Bearer <token> (empty: none)")
 		dur(&c.ingest.DispatchWait, "dispatch-wait", ingest.DefaultDispatchWait, "how long a request waits for delivery before 503 dispatch_timeout")
 		dur(&c.ingest.RetryBudget, "publish-retry", ingest.DefaultRetryBudget, "how long broker calls are retried before 503 unavailable")
+		num(&c.ingest.HashConcurrency, "hash-concurrency", ingest.DefaultHashConcurrency, "password hashes (argon2id, 19 MiB each) computed at once; waiters beyond 1 s get 503 busy (0: no bound)")
+		num(&c.ingest.PasswordFailuresPerMinute, "password-failures-per-minute", ingest.DefaultPasswordFailuresPerMinute, "password checks per channel and client address per minute, then 429 too_many_attempts with doubling lockouts (0: off)")
+		num(&c.ingest.CreatesPerMinute, "creates-per-minute", ingest.DefaultCreatesPerMinute, "channel and device creates per client address per minute, then 429 rate_limited (0: off)")
+		str(&c.ingest.TrustedProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma separated")
+		str(&c.ingest.LimitExempt, "limit-exempt", "", "CIDRs of clients the per-address limits skip, comma separated")
 	}
 	switch c.command {
 	case "serve":

@@ -92,6 +92,8 @@ func startCluster(t *testing.T) *cluster {
 		"PUSHGO_NATS_URL":   "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222",
 		"PUSHGO_REPLICAS":   "3",
 		"PUSHGO_LOG_FORMAT": "json",
+		// The load's 20 channels and 40 devices are created from one address.
+		"PUSHGO_CREATES_PER_MINUTE": "0",
 	}
 	service := func(args []string, opts ...testcontainers.ContainerCustomizer) *testcontainers.DockerContainer {
 		t.Helper()
