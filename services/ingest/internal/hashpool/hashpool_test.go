@@ -75,7 +75,7 @@ func TestQueueTimeout(t *testing.T) {
 			if took < tt.minWait {
 				t.Fatalf("returned after %s, before the wait of %s", took, tt.minWait)
 			}
-			if tt.wantErr == ErrBusy && took > wait+2*time.Second {
+			if errors.Is(tt.wantErr, ErrBusy) && took > wait+2*time.Second {
 				t.Fatalf("busy only after %s: the wait is %s", took, wait)
 			}
 		})
