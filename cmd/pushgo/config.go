@@ -125,6 +125,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		float(&c.ingest.ChannelOpsPerSecond, "channel-ops-per-second", ingest.DefaultChannelOpsPerSecond, "event ops (create, update, close) per second per channel, burst 2×, across all ingest instances (0: no limit)")
 		float(&c.ingest.TenantOpsPerSecond, "tenant-ops-per-second", ingest.DefaultTenantOpsPerSecond, "event ops per second per tenant in hosted mode, burst 2× (0: no limit)")
 		num(&c.ingest.SubscribersPerChannel, "subscribers-per-channel", ingest.DefaultSubscribersPerChannel, "devices subscribed to one channel at most (0: no limit)")
+		num(&c.ingest.HashConcurrency, "hash-concurrency", ingest.DefaultHashConcurrency, "password hashes (argon2id, 19 MiB each) computed at once; waiters beyond 1 s get 503 busy (0: no bound)")
+		num(&c.ingest.PasswordFailuresPerMinute, "password-failures-per-minute", ingest.DefaultPasswordFailuresPerMinute, "password checks per channel and client address per minute, then 429 too_many_attempts with doubling lockouts (0: off)")
+		num(&c.ingest.CreatesPerMinute, "creates-per-minute", ingest.DefaultCreatesPerMinute, "channel and device creates per client address per minute, then 429 rate_limited (0: off)")
+		str(&c.ingest.TrustedProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma separated")
+		str(&c.ingest.LimitExempt, "limit-exempt", "", "CIDRs of clients the per-address limits skip, comma separated")
 	}
 	switch c.command {
 	case "serve":

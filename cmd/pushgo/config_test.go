@@ -56,6 +56,13 @@ func TestParseConfig(t *testing.T) {
 			}
 		}},
 		{"negative limit", []string{"serve", "--channel-ops-per-second", "-1"}, true, nil},
+		{"hostile-client limits", []string{"ingest", "--creates-per-minute", "0", "--trusted-proxies", "10.0.0.0/8, ::1"}, false, func(t *testing.T, c config) {
+			i := c.ingest
+			if i.CreatesPerMinute != 0 || i.HashConcurrency != 4 || i.PasswordFailuresPerMinute != 10 || i.TrustedProxies != "10.0.0.0/8, ::1" || i.LimitExempt != "" {
+				t.Fatalf("%+v", i)
+			}
+		}},
+		{"bad trusted proxy", []string{"serve", "--trusted-proxies", "10.0.0.0/33"}, true, nil},
 		{"inbox cap", []string{"dispatch", "--inbox-per-device", "3", "--webhook-allow-private"}, false, func(t *testing.T, c config) {
 			if c.dispatch.Bus.InboxPerDevice != 3 || !c.dispatch.WebhookAllowPrivate || c.dispatch.Budget != 4*time.Second {
 				t.Fatalf("%+v", c.dispatch)

@@ -102,6 +102,10 @@ type gatewayOpts struct {
 	// them: tests make many ops per channel in a burst.
 	channelOpsPerSecond   float64
 	subscribersPerChannel int
+	// Hostile-client limits: off (0) unless a test asks, since the tests create many channels
+	// and devices from 127.0.0.1 and hash many passwords at once.
+	hashConcurrency, passwordFailuresPerMinute, createsPerMinute int
+	trustedProxies, limitExempt                                  string
 }
 
 type gateway struct {
@@ -149,6 +153,8 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 		cfg.bus.InboxPerDevice = o.inboxPerDevice
 	}
 	cfg.ingest.Bus, cfg.lifecycle.Bus, cfg.dispatch.Bus = cfg.bus, cfg.bus, cfg.bus
+	cfg.ingest.HashConcurrency, cfg.ingest.PasswordFailuresPerMinute, cfg.ingest.CreatesPerMinute = o.hashConcurrency, o.passwordFailuresPerMinute, o.createsPerMinute
+	cfg.ingest.TrustedProxies, cfg.ingest.LimitExempt = o.trustedProxies, o.limitExempt
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

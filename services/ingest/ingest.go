@@ -23,10 +23,14 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	"pushgo.dev/gateway/proto/webhook"
+	"pushgo.dev/gateway/services/ingest/internal/attempts"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
+	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
+	"pushgo.dev/gateway/services/ingest/internal/createlimit"
 	"pushgo.dev/gateway/services/ingest/internal/devices"
 	"pushgo.dev/gateway/services/ingest/internal/grpcapi"
+	"pushgo.dev/gateway/services/ingest/internal/hashpool"
 	"pushgo.dev/gateway/services/ingest/internal/httpapi"
 	"pushgo.dev/gateway/services/ingest/internal/inbox"
 	"pushgo.dev/gateway/services/ingest/internal/ops"
@@ -54,6 +58,18 @@ const (
 	DefaultChannelOpsPerSecond   = 100
 	DefaultTenantOpsPerSecond    = 1000
 	DefaultSubscribersPerChannel = 10000
+	// DefaultHashConcurrency bounds the argon2id computations in flight (DESIGN.md §8.2: any
+	// number of concurrent wrong passwords raises RSS by at most ~300 MB). Each holds 19 MiB
+	// live, and the Go heap grows to about twice its live size before a collection, so one slot
+	// costs up to ~40 MB: 4 slots ≈ 160 MB, leaving room for fragmentation and for the memory
+	// Go hands back to the OS only slowly. More slots than cores would not hash faster.
+	DefaultHashConcurrency = 4
+	// DefaultPasswordFailuresPerMinute is the budget of password checks per channel × client
+	// address before the lockouts start (DESIGN.md §8.2).
+	DefaultPasswordFailuresPerMinute = 10
+	// DefaultCreatesPerMinute is the budget of channel and device creates per client address
+	// (DESIGN.md §8.2).
+	DefaultCreatesPerMinute = 60
 )
 
 // Config configures one ingest instance.
@@ -85,6 +101,23 @@ type Config struct {
 	ChannelOpsPerSecond   float64
 	TenantOpsPerSecond    float64
 	SubscribersPerChannel int
+
+	// Hostile-client limits (DESIGN.md §8.2). 0 turns a limit off; the zero Config has none,
+	// the flags of cmd/pushgo default to the Default* constants.
+
+	// HashConcurrency is the most password hashes computed at once; a check that waits more
+	// than 1 s for a slot is answered 503 busy.
+	HashConcurrency int
+	// PasswordFailuresPerMinute is the budget of password checks per channel × client address,
+	// then 429 too_many_attempts for lockouts that double while they come in a row (1 min up
+	// to 1 h).
+	PasswordFailuresPerMinute int
+	// CreatesPerMinute is the budget of channel and device creates per client address, then
+	// 429 rate_limited.
+	CreatesPerMinute int
+	// TrustedProxies (comma-separated CIDRs) are the peers whose X-Forwarded-For names the
+	// client; LimitExempt (CIDRs) are clients the per-address limits skip.
+	TrustedProxies, LimitExempt string
 }
 
 // Validate reports a configuration that cannot run.
@@ -92,10 +125,37 @@ func (c Config) Validate() error {
 	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 || c.BodyTimeout < 0 || c.WriteTimeout < 0 {
 		return errors.New("ingest: durations must not be negative")
 	}
-	if !(c.ChannelOpsPerSecond >= 0) || !(c.TenantOpsPerSecond >= 0) || c.SubscribersPerChannel < 0 {
+	if !(c.ChannelOpsPerSecond >= 0) || !(c.TenantOpsPerSecond >= 0) || c.SubscribersPerChannel < 0 ||
+		c.HashConcurrency < 0 || c.PasswordFailuresPerMinute < 0 || c.CreatesPerMinute < 0 {
 		return errors.New("ingest: limits must not be negative (0 turns one off)")
 	}
-	return nil
+	_, err := c.addresses()
+	return err
+}
+
+// addresses is the client-address resolver of the trusted-proxy and exempt lists.
+func (c Config) addresses() (*clientaddr.Resolver, error) {
+	trusted, err := clientaddr.ParsePrefixes(c.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: trusted proxies: %w", err)
+	}
+	exempt, err := clientaddr.ParsePrefixes(c.LimitExempt)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: limit-exempt: %w", err)
+	}
+	return clientaddr.New(trusted, exempt), nil
+}
+
+// Limiter keeps token buckets by key. The per-address and per-channel limits count in it, so
+// a Limiter shared by every ingest replica (over NATS) makes the limits hold across replicas.
+type Limiter interface {
+	// Allow takes one token from key's bucket (refilled at rate tokens per second, capacity burst) if
+	// one is there; otherwise it reports how long until one will be.
+	Allow(key string, rate, burst float64) (ok bool, retryAfter time.Duration)
+	// Peek reports the same without taking a token.
+	Peek(key string, rate, burst float64) (ok bool, retryAfter time.Duration)
+	// Charge takes n tokens whatever is left; the bucket may go negative, which lengthens the wait.
+	Charge(key string, rate, burst, n float64)
 }
 
 // Deps are what Run uses but does not own; Run closes the listeners, not the connection.
@@ -106,6 +166,9 @@ type Deps struct {
 	// configured addresses (tests pass ":0" listeners).
 	HTTPListener net.Listener
 	GRPCListener net.Listener
+	// Limiter, when set, holds the limits' token buckets instead of the ones Run shares over
+	// NATS with the other ingest instances.
+	Limiter Limiter
 }
 
 // Run serves the API until ctx is done, then stops taking requests and lets those in flight
@@ -123,7 +186,27 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := bus.Provision(ctx, js, cfg.Bus); err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	chans, err := channels.New(ctx, js, budget, log)
+	addrs, err := cfg.addresses()
+	if err != nil {
+		return err
+	}
+	// One set of token buckets for every limit, shared with the other ingest instances on this
+	// NATS (each announces what it took), so the limits hold across replicas.
+	limiter, err := ratelimit.New(deps.NC, log, ratelimit.Options{})
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	defer func() { _ = limiter.Close() }()
+	var lim Limiter = limiter
+	if deps.Limiter != nil {
+		lim = deps.Limiter
+	}
+	creates := createlimit.New(lim, cfg.CreatesPerMinute)
+	chans, err := channels.New(ctx, js, budget, log, channels.Guards{
+		Hashes:   hashpool.New(cfg.HashConcurrency, hashpool.DefaultWait),
+		Attempts: attempts.New(lim, cfg.PasswordFailuresPerMinute, nil),
+		Creates:  creates,
+	})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -133,7 +216,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	defer func() { _ = sub.Close() }()
 
-	devs, err := devices.New(ctx, js, chans, webhook.URLPolicy{AllowPrivate: cfg.WebhookAllowPrivate}, budget, log)
+	devs, err := devices.New(ctx, js, chans, webhook.URLPolicy{AllowPrivate: cfg.WebhookAllowPrivate}, budget, log, creates)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -141,20 +224,15 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	limiter, err := ratelimit.New(deps.NC, log, ratelimit.Options{})
-	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
-	}
-	defer func() { _ = limiter.Close() }()
 	subQuota, err := quota.NewSubscribers(ctx, deps.NC, js, cfg.SubscribersPerChannel, budget, log)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	devs.Quota = subQuota
-	opLimits := &ratelimit.EventOps{Buckets: limiter, ChannelPerSecond: cfg.ChannelOpsPerSecond, TenantPerSecond: cfg.TenantOpsPerSecond}
+	opLimits := &ratelimit.EventOps{Buckets: lim, ChannelPerSecond: cfg.ChannelOpsPerSecond, TenantPerSecond: cfg.TenantOpsPerSecond}
 
 	token := auth.NewToken(cfg.Token)
-	interceptor := grpcapi.Interceptor(token, log)
+	interceptor := grpcapi.Interceptor(token, addrs, log)
 	grpcServer := grpc.NewServer(grpc.UnaryInterceptor(interceptor),
 		// A client must finish the connection handshake in 10 s, and idle connections are
 		// closed after 2 minutes, as on the HTTP listener.
@@ -174,7 +252,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	streamsDone := make(chan struct{})
 	handler, err := httpapi.New(ctx, inline, httpapi.Options{
 		Token: token, Ready: ready(deps.NC, js), Logger: log,
-		Streams: streams{devs, box}, KeepAlive: cfg.StreamKeepAlive, Done: streamsDone,
+		Streams: streams{devs, box}, KeepAlive: cfg.StreamKeepAlive, Done: streamsDone, Addrs: addrs,
 		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout,
 	})
 	if err != nil {

@@ -122,8 +122,10 @@ var Codes = map[string]Spec{
 	"attrs_too_large":   {KindInvalid, http.StatusBadRequest},
 
 	// Limits and quotas (§8.2).
-	"rate_limited":   {KindLimited, http.StatusTooManyRequests},
-	"quota_exceeded": {KindForbidden, http.StatusForbidden},
+	"rate_limited":      {KindLimited, http.StatusTooManyRequests},
+	"too_many_attempts": {KindLimited, http.StatusTooManyRequests},
+	"quota_exceeded":    {KindForbidden, http.StatusForbidden},
+	"busy":              {KindUnavailable, http.StatusServiceUnavailable},
 
 	// Dispatch and broker (§5).
 	"dispatch_partial_failure": {KindUnavailable, http.StatusServiceUnavailable},

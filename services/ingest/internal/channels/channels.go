@@ -3,6 +3,14 @@
 // as a keyed MAC of (channel, password), so repeated requests do not pay the hash again. A
 // wrong password is never remembered as good, and concurrent first requests for one channel
 // share one verification.
+//
+// Hashing is the expensive part (argon2id holds 19 MiB while it runs), so the store applies the
+// hostile-client limits of DESIGN.md §8.2 around it (Guards): every hash runs in the bounded
+// hashing pool (503 busy when no slot comes free within 1 s), password checks are counted per
+// channel × client address (429 too_many_attempts while locked out; nothing is hashed then),
+// and channel creates are counted per client address (429 rate_limited). The order in
+// Authorize is: unknown channel (404, never counted), the verified-credential cache (a password
+// proven right is accepted whatever the counters say), the attempt budget, the pool, the hash.
 package channels
 
 import (
@@ -23,6 +31,9 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
+	"pushgo.dev/gateway/services/ingest/internal/attempts"
+	"pushgo.dev/gateway/services/ingest/internal/createlimit"
+	"pushgo.dev/gateway/services/ingest/internal/hashpool"
 )
 
 const (
@@ -44,9 +55,21 @@ type Store struct {
 	// verify checks a password against a stored hash (verifyPassword; tests count calls).
 	verify func(hash, password string) (bool, error)
 
+	guards Guards
+
 	mu    sync.Mutex
 	cache map[string]*entry
 	sf    singleflight.Group
+}
+
+// Guards are the hostile-client limits the store applies; a nil field is that limit off.
+type Guards struct {
+	// Hashes bounds the password hashes computed at once (on create and on verification).
+	Hashes *hashpool.Pool
+	// Attempts counts password checks per channel × client address.
+	Attempts *attempts.Guard
+	// Creates is the per-address budget of channel creates.
+	Creates *createlimit.Creates
 }
 
 type entry struct {
@@ -56,19 +79,28 @@ type entry struct {
 }
 
 // New returns a store over the channels bucket; broker calls are retried within budget.
-func New(ctx context.Context, js jetstream.JetStream, budget time.Duration, log *slog.Logger) (*Store, error) {
+func New(ctx context.Context, js jetstream.JetStream, budget time.Duration, log *slog.Logger, guards Guards) (*Store, error) {
 	kv, err := js.KeyValue(ctx, bus.BucketChannels)
 	if err != nil {
 		return nil, fmt.Errorf("channels bucket: %w", err)
 	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return &Store{kv: kv, budget: budget, log: log, macKey: key, verify: verifyPassword, cache: map[string]*entry{}}, nil
+	return &Store{kv: kv, budget: budget, log: log, macKey: key, verify: verifyPassword, guards: guards, cache: map[string]*entry{}}, nil
 }
 
-// Create makes a channel with a new random id.
+// Create makes a channel with a new random id: rate_limited when the client address in ctx has
+// used its create budget, busy when no hashing slot came free, unavailable when the broker
+// does not answer.
 func (s *Store) Create(ctx context.Context, name, password string) (*busv1.ChannelRecord, error) {
-	rec := &busv1.ChannelRecord{Name: name, PasswordHash: hashPassword(password), CreatedAt: time.Now().UnixMilli()}
+	if err := s.guards.Creates.Check(ctx); err != nil {
+		return nil, err
+	}
+	var hash string
+	if err := s.guards.Hashes.Do(ctx, func() { hash = hashPassword(password) }); err != nil {
+		return nil, hashError(err)
+	}
+	rec := &busv1.ChannelRecord{Name: name, PasswordHash: hash, CreatedAt: time.Now().UnixMilli()}
 	for range 3 { // ids are 128 random bits; a collision is retried, not expected
 		rec.ChannelId = newChannelID()
 		data, err := proto.Marshal(rec)
@@ -91,7 +123,12 @@ func (s *Store) Create(ctx context.Context, name, password string) (*busv1.Chann
 }
 
 // Authorize checks that channelID exists and password is its password: channel_not_found,
-// password_mismatch or unavailable otherwise. It returns the channel's record.
+// password_mismatch, too_many_attempts (the client address in ctx is locked out of the
+// channel), busy (no hashing slot) or unavailable otherwise. It returns the channel's record.
+//
+// A channel that does not exist is answered before any counting, so a lockout never tells
+// anything about a channel the caller cannot see; a check that should hide a channel (say,
+// another tenant's) belongs in lookup, before the counters, for the same reason.
 func (s *Store) Authorize(ctx context.Context, channelID, password string) (*busv1.ChannelRecord, error) {
 	e, err := s.lookup(ctx, channelID)
 	if err != nil {
@@ -109,15 +146,30 @@ func (s *Store) Authorize(ctx context.Context, channelID, password string) (*bus
 	if good != nil && hmac.Equal(good, mac) {
 		return e.rec, nil
 	}
+	if err := s.guards.Attempts.Check(ctx, channelID); err != nil {
+		return nil, err
+	}
 	v, err, _ := s.sf.Do(string(mac), func() (any, error) {
-		return s.verify(e.rec.GetPasswordHash(), password)
+		// The callers sharing this verification must not fail because the first one left: the
+		// wait for a slot is bounded by the pool anyway.
+		var ok bool
+		var verr error
+		if err := s.guards.Hashes.Do(context.WithoutCancel(ctx), func() { ok, verr = s.verify(e.rec.GetPasswordHash(), password) }); err != nil {
+			return nil, hashError(err)
+		}
+		return ok, verr
 	})
+	if ae, ok := apierr.As(err); ok {
+		return nil, ae // busy
+	}
 	if err != nil {
 		return nil, fmt.Errorf("verify password of %s: %w", channelID, err)
 	}
 	if !v.(bool) {
+		s.guards.Attempts.Failed(ctx, channelID)
 		return nil, apierr.New("password_mismatch", "the password does not match the channel's")
 	}
+	s.guards.Attempts.Succeeded(ctx, channelID)
 	s.mu.Lock()
 	e.good = mac
 	s.mu.Unlock()
@@ -163,6 +215,16 @@ func (s *Store) lookup(ctx context.Context, channelID string) (*entry, error) {
 	s.cache[channelID] = fresh
 	s.mu.Unlock()
 	return fresh, nil
+}
+
+// hashError is the answer to a hash that could not get a pool slot.
+func hashError(err error) error {
+	if errors.Is(err, hashpool.ErrBusy) {
+		e := apierr.New("busy", "the gateway is busy checking passwords; retry in a second")
+		e.RetryAfter = 1
+		return e
+	}
+	return err // the caller's context ended
 }
 
 func (s *Store) unavailable(err error) *apierr.Error {

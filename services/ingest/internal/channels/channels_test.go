@@ -1,7 +1,10 @@
 package channels
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -11,6 +14,11 @@ import (
 
 	"pushgo.dev/gateway/proto/bus/bustest"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
+	"pushgo.dev/gateway/services/ingest/internal/attempts"
+	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
+	"pushgo.dev/gateway/services/ingest/internal/createlimit"
+	"pushgo.dev/gateway/services/ingest/internal/hashpool"
+	"pushgo.dev/gateway/services/ingest/internal/membucket"
 )
 
 func TestMain(m *testing.M) {
@@ -22,8 +30,13 @@ func TestMain(m *testing.M) {
 
 func newStore(t *testing.T) (*Store, *atomic.Int32) {
 	t.Helper()
+	return newGuardedStore(t, Guards{})
+}
+
+func newGuardedStore(t *testing.T, g Guards) (*Store, *atomic.Int32) {
+	t.Helper()
 	_, _, js := bustest.Provisioned(t)
-	s, err := New(t.Context(), js, time.Second, slog.New(slog.DiscardHandler))
+	s, err := New(t.Context(), js, time.Second, slog.New(slog.DiscardHandler), g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,5 +151,107 @@ func TestPasswordHash(t *testing.T) {
 	}
 	if _, err := verifyPassword("$2a$10$bcrypt", "x"); err == nil {
 		t.Fatal("a foreign hash format verified without error")
+	}
+}
+
+func from(t *testing.T, ip string) context.Context {
+	return clientaddr.NewContext(t.Context(), clientaddr.Addr{IP: netip.MustParseAddr(ip)})
+}
+
+func TestGuessingIsThrottledButTheKnownPasswordWorks(t *testing.T) {
+	t.Parallel()
+	s, calls := newGuardedStore(t, Guards{Attempts: attempts.New(membucket.New(membucket.Options{}), 3, nil), Hashes: hashpool.New(2, 0)})
+	rec, err := s.Create(t.Context(), "c", "secret-123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := rec.GetChannelId()
+	if _, err := s.Authorize(from(t, "203.0.113.5"), id, "secret-123"); err != nil {
+		t.Fatal(err)
+	}
+	attacker := from(t, "198.51.100.1")
+	for i := range 3 {
+		if _, err := s.Authorize(attacker, id, fmt.Sprint("guess-", i)); code(err) != "password_mismatch" {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	hashed := calls.Load()
+	_, err = s.Authorize(attacker, id, "guess-3")
+	if e, ok := apierr.As(err); !ok || e.Code != "too_many_attempts" || e.RetryAfter != 60 {
+		t.Fatalf("4th guess: %v", err)
+	}
+	if calls.Load() != hashed {
+		t.Fatal("a locked-out guess was hashed")
+	}
+	// The proven password passes from the locked-out address and from anywhere else.
+	for _, ctx := range []context.Context{attacker, from(t, "203.0.113.5"), from(t, "192.0.2.9")} {
+		if _, err := s.Authorize(ctx, id, "secret-123"); err != nil {
+			t.Fatalf("known password during the attack: %v", err)
+		}
+	}
+	// Another address still gets its own answers.
+	if _, err := s.Authorize(from(t, "198.51.100.2"), id, "guess-4"); code(err) != "password_mismatch" {
+		t.Fatalf("another address: %v", err)
+	}
+	// Unknown channels are never counted: no oracle, no lockout.
+	for range 10 {
+		if _, err := s.Authorize(attacker, "06J0FZG1Y8XGG14VTQ4Y3G10MR", "x-password"); code(err) != "channel_not_found" {
+			t.Fatalf("unknown channel: %v", err)
+		}
+	}
+}
+
+func TestBusyWhenEveryHashSlotIsTaken(t *testing.T) {
+	t.Parallel()
+	s, _ := newGuardedStore(t, Guards{Hashes: hashpool.New(1, 50*time.Millisecond)})
+	rec, err := s.Create(t.Context(), "c", "secret-123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.verify = func(hash, password string) (bool, error) {
+		if password == "slow-password" {
+			close(entered)
+			<-release
+		}
+		return verifyPassword(hash, password)
+	}
+	held := make(chan error, 1)
+	go func() {
+		_, err := s.Authorize(t.Context(), rec.GetChannelId(), "slow-password")
+		held <- err
+	}()
+	<-entered
+	for name, call := range map[string]func() error{
+		"verify": func() error { _, err := s.Authorize(t.Context(), rec.GetChannelId(), "secret-123"); return err },
+		"create": func() error { _, err := s.Create(t.Context(), "d", "secret-123"); return err },
+	} {
+		if e, ok := apierr.As(call()); !ok || e.Code != "busy" || e.RetryAfter != 1 {
+			t.Fatalf("%s with the only slot taken: %v", name, e)
+		}
+	}
+	close(release)
+	if err := <-held; code(err) != "password_mismatch" {
+		t.Fatalf("the slow check: %v", err)
+	}
+	if _, err := s.Authorize(t.Context(), rec.GetChannelId(), "secret-123"); err != nil {
+		t.Fatalf("after the slot came free: %v", err)
+	}
+}
+
+func TestCreatesPerAddress(t *testing.T) {
+	t.Parallel()
+	s, _ := newGuardedStore(t, Guards{Creates: createlimit.New(membucket.New(membucket.Options{}), 2)})
+	a := from(t, "203.0.113.1")
+	for range 2 {
+		if _, err := s.Create(a, "c", "secret-123"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Create(a, "c", "secret-123"); code(err) != "rate_limited" {
+		t.Fatalf("3rd create: %v", err)
+	}
+	if _, err := s.Create(from(t, "203.0.113.2"), "c", "secret-123"); err != nil {
+		t.Fatalf("another address: %v", err)
 	}
 }

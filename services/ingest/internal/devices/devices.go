@@ -22,6 +22,7 @@ import (
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
+	"pushgo.dev/gateway/services/ingest/internal/createlimit"
 	"pushgo.dev/gateway/services/ingest/internal/validate"
 )
 
@@ -45,11 +46,13 @@ type Store struct {
 	urls     webhook.URLPolicy
 	budget   time.Duration
 	log      *slog.Logger
+	creates  *createlimit.Creates
 }
 
 // New returns a store over the device and subscription buckets. urls decides which webhook
-// URLs are accepted.
-func New(ctx context.Context, js jetstream.JetStream, chans *channels.Store, urls webhook.URLPolicy, budget time.Duration, log *slog.Logger) (*Store, error) {
+// URLs are accepted; creates is the per-address budget a new device key is taken from (nil:
+// no limit).
+func New(ctx context.Context, js jetstream.JetStream, chans *channels.Store, urls webhook.URLPolicy, budget time.Duration, log *slog.Logger, creates *createlimit.Creates) (*Store, error) {
 	devs, err := js.KeyValue(ctx, bus.BucketDevices)
 	if err != nil {
 		return nil, fmt.Errorf("devices bucket: %w", err)
@@ -58,7 +61,7 @@ func New(ctx context.Context, js jetstream.JetStream, chans *channels.Store, url
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions bucket: %w", err)
 	}
-	return &Store{devices: devs, subs: subs, channels: chans, urls: urls, budget: budget, log: log}, nil
+	return &Store{devices: devs, subs: subs, channels: chans, urls: urls, budget: budget, log: log, creates: creates}, nil
 }
 
 // Register issues or confirms a device key: a missing or unknown key gets a new one (route
@@ -129,7 +132,12 @@ func (s *Store) replace(ctx context.Context, old *busv1.DeviceRecord, rev uint64
 		Platform: platform, ChannelType: fresh.GetChannelType()}, nil
 }
 
+// create makes a device with a new key, taken from the client address's create budget
+// (rate_limited beyond it): only calls that issue a key count, not those confirming one.
 func (s *Store) create(ctx context.Context, platform string) (*busv1.DeviceRecord, error) {
+	if err := s.creates.Check(ctx); err != nil {
+		return nil, err
+	}
 	now := time.Now().UnixMilli()
 	rec := &busv1.DeviceRecord{DeviceKey: newKey(), Platform: platform, ChannelType: validate.RoutePrivate, CreatedAt: now, UpdatedAt: now}
 	data, err := proto.Marshal(rec)

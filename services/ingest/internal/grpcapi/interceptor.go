@@ -11,15 +11,22 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
+	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
 )
 
 // Interceptor authenticates the call with the gateway token, recovers panics, and maps every
 // error to a status carrying its error_code (apierr.Error.Status). Unexpected errors become
 // internal_error; their detail is logged, never returned.
-func Interceptor(token auth.Token, log *slog.Logger) grpc.UnaryServerInterceptor {
+//
+// It also puts the client address in the context (clientaddr.FromContext) for calls on the gRPC
+// listener: the peer, or, when the peer is a trusted proxy, the x-forwarded-for metadata it set.
+// REST calls arrive in process with the address the HTTP handler already resolved, which is
+// kept.
+func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -27,6 +34,14 @@ func Interceptor(token auth.Token, log *slog.Logger) grpc.UnaryServerInterceptor
 				resp, err = nil, apierr.New("internal_error", "internal error").Status().Err()
 			}
 		}()
+		if _, ok := clientaddr.FromContext(ctx); !ok {
+			var a clientaddr.Addr // unknown without a peer
+			if p, ok := peer.FromContext(ctx); ok {
+				md, _ := metadata.FromIncomingContext(ctx)
+				a = addrs.FromNet(p.Addr, md.Get("x-forwarded-for"))
+			}
+			ctx = clientaddr.NewContext(ctx, a)
+		}
 		if token.Enabled() {
 			var header string
 			if md, ok := metadata.FromIncomingContext(ctx); ok {

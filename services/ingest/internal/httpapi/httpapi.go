@@ -27,6 +27,7 @@ import (
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
+	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
 	"pushgo.dev/gateway/services/ingest/internal/jsonreq"
 )
 
@@ -61,6 +62,10 @@ type Options struct {
 	// BodyTimeout and WriteTimeout are the deadlines of non-streaming requests
 	// (DefaultBodyTimeout and DefaultWriteTimeout when 0).
 	BodyTimeout, WriteTimeout time.Duration
+	// Addrs resolves the client address of every request (the TCP peer, or X-Forwarded-For
+	// behind a trusted proxy), put in the request context for the per-address limits; nil
+	// trusts no proxy.
+	Addrs *clientaddr.Resolver
 }
 
 type handler struct {
@@ -127,6 +132,8 @@ func gatewayError(err error) *apierr.Error {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", requestID(r))
+	// The gateway hands this context to the in-process gRPC handlers, so they see the address.
+	r = r.WithContext(clientaddr.NewContext(r.Context(), h.opts.Addrs.FromHTTP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))))
 	defer func() {
 		if v := recover(); v != nil {
 			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {

@@ -30,7 +30,7 @@ func (f *fakeEvents) Create(_ context.Context, req *apiv1.EventRequest) (*apiv1.
 func serve(t *testing.T, create func(*apiv1.EventRequest) (*apiv1.EventOpResult, error)) *httptest.Server {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	inline := grpcapi.NewInline(grpcapi.Interceptor(auth.NewToken(""), log))
+	inline := grpcapi.NewInline(grpcapi.Interceptor(auth.NewToken(""), nil, log))
 	apiv1.RegisterEventServiceServer(inline, &fakeEvents{create: create})
 	apiv1.RegisterChannelServiceServer(inline, &apiv1.UnimplementedChannelServiceServer{})
 	h, err := httpapi.New(t.Context(), inline, httpapi.Options{Logger: log, Ready: func(context.Context) error { return nil }})
