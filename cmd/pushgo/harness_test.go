@@ -97,6 +97,11 @@ type gatewayOpts struct {
 	inboxPerDevice    int64
 	keepAlive         time.Duration
 	deliveryBudget    time.Duration
+	// adminToken makes the gateway hosted; channelsPerTenant and devicesPerTenant are its
+	// quotas (0: off, unlike the flags' defaults).
+	adminToken        string
+	channelsPerTenant int
+	devicesPerTenant  int
 }
 
 type gateway struct {
@@ -118,6 +123,8 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 		t.Fatal(err)
 	}
 	cfg.ingest.Token = o.token
+	cfg.ingest.AdminToken = o.adminToken
+	cfg.ingest.ChannelsPerTenant, cfg.ingest.DevicesPerTenant = o.channelsPerTenant, o.devicesPerTenant
 	cfg.ingest.GRPCAddr = ""
 	if o.dispatchWait > 0 {
 		cfg.ingest.DispatchWait = o.dispatchWait

@@ -31,6 +31,10 @@ const (
 	InboxDuplicateWindow = 40 * time.Second
 	// DefaultInboxPerDevice caps one device's inbox; the oldest item is dropped beyond it.
 	DefaultInboxPerDevice = 1000
+	// UsageRetention is how long a day's usage counters are kept: a month and a few days, for
+	// the month's bill to be read after it ends. A day's key is last written that day, so it
+	// expires this long after.
+	UsageRetention = 35 * 24 * time.Hour
 )
 
 // Options sizes the streams and buckets. The zero value of a field means its default.
@@ -115,6 +119,8 @@ func BucketConfigs(o Options) []jetstream.KeyValueConfig {
 		{Bucket: BucketChannels, Description: "channels", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketDevices, Description: "devices and their routes", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketSubs, Description: "channel subscriptions", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketTenants, Description: "tenants of a hosted gateway and their counts", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketUsage, Description: "per-tenant daily usage", TTL: UsageRetention, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 	}
 }
 

@@ -117,6 +117,14 @@ var Codes = map[string]Spec{
 	"thing_id_mismatch": {KindConflict, http.StatusConflict},
 	"attrs_too_large":   {KindInvalid, http.StatusBadRequest},
 
+	// Hosted mode (§8.1) and quotas (§8.2).
+	"tenant_id_required":   {KindInvalid, http.StatusBadRequest},
+	"invalid_tenant_id":    {KindInvalid, http.StatusBadRequest},
+	"tenant_name_required": {KindInvalid, http.StatusBadRequest},
+	"invalid_tenant_name":  {KindInvalid, http.StatusBadRequest},
+	"tenant_not_found":     {KindNotFound, http.StatusNotFound},
+	"quota_exceeded":       {KindForbidden, http.StatusForbidden},
+
 	// Dispatch and broker (§5).
 	"dispatch_partial_failure": {KindUnavailable, http.StatusServiceUnavailable},
 	"dispatch_timeout":         {KindUnavailable, http.StatusServiceUnavailable},

@@ -23,6 +23,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
+	"pushgo.dev/gateway/services/ingest/internal/tenants"
 )
 
 const (
@@ -66,9 +67,20 @@ func New(ctx context.Context, js jetstream.JetStream, budget time.Duration, log 
 	return &Store{kv: kv, budget: budget, log: log, macKey: key, verify: verifyPassword, cache: map[string]*entry{}}, nil
 }
 
-// Create makes a channel with a new random id.
-func (s *Store) Create(ctx context.Context, name, password string) (*busv1.ChannelRecord, error) {
-	rec := &busv1.ChannelRecord{Name: name, PasswordHash: hashPassword(password), CreatedAt: time.Now().UnixMilli()}
+// Create makes a channel with a new random id, owned by the request's tenant (hosted mode),
+// within its quota: quota_exceeded when the tenant owns its limit of channels.
+func (s *Store) Create(ctx context.Context, name, password string) (rec *busv1.ChannelRecord, err error) {
+	quota, err := tenants.Reserve(ctx, tenants.Channels)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			quota.Release(ctx)
+		}
+	}()
+	rec = &busv1.ChannelRecord{Name: name, PasswordHash: hashPassword(password), CreatedAt: time.Now().UnixMilli(),
+		TenantId: tenants.OwnerID(ctx)}
 	for range 3 { // ids are 128 random bits; a collision is retried, not expected
 		rec.ChannelId = newChannelID()
 		data, err := proto.Marshal(rec)
@@ -91,11 +103,18 @@ func (s *Store) Create(ctx context.Context, name, password string) (*busv1.Chann
 }
 
 // Authorize checks that channelID exists and password is its password: channel_not_found,
-// password_mismatch or unavailable otherwise. It returns the channel's record.
+// password_mismatch or unavailable otherwise. It returns the channel's record. Another
+// tenant's channel (hosted mode) is answered exactly as an unknown one, before its password
+// is looked at.
 func (s *Store) Authorize(ctx context.Context, channelID, password string) (*busv1.ChannelRecord, error) {
 	e, err := s.lookup(ctx, channelID)
 	if err != nil {
 		return nil, err
+	}
+	if visible, err := tenants.Visible(ctx, e.rec.GetTenantId()); err != nil {
+		return nil, err
+	} else if !visible {
+		return nil, notFound(channelID)
 	}
 	m := hmac.New(sha256.New, s.macKey)
 	m.Write([]byte(channelID))
@@ -140,7 +159,7 @@ func (s *Store) lookup(ctx context.Context, channelID string) (*entry, error) {
 		return err
 	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, apierr.Newf("channel_not_found", "channel %s does not exist", channelID)
+		return nil, notFound(channelID)
 	}
 	if err != nil {
 		return nil, s.unavailable(err)
@@ -163,6 +182,11 @@ func (s *Store) lookup(ctx context.Context, channelID string) (*entry, error) {
 	s.cache[channelID] = fresh
 	s.mu.Unlock()
 	return fresh, nil
+}
+
+// notFound is the answer for an unknown channel, and for another tenant's.
+func notFound(channelID string) *apierr.Error {
+	return apierr.Newf("channel_not_found", "channel %s does not exist", channelID)
 }
 
 func (s *Store) unavailable(err error) *apierr.Error {

@@ -22,6 +22,7 @@ import (
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
+	"pushgo.dev/gateway/services/ingest/internal/tenants"
 	"pushgo.dev/gateway/services/ingest/internal/validate"
 )
 
@@ -86,8 +87,13 @@ func (s *Store) Register(ctx context.Context, req *apiv1.RegisterDeviceRequest) 
 			}
 		}
 	}
-	rec, err := s.create(ctx, platform)
+	quota, err := tenants.Reserve(ctx, tenants.Devices)
 	if err != nil {
+		return nil, err
+	}
+	rec, err := s.create(ctx, platform, tenants.OwnerID(ctx))
+	if err != nil {
+		quota.Release(ctx)
 		return nil, err
 	}
 	return &apiv1.RegisterDeviceResponse{DeviceKey: rec.GetDeviceKey(), IssuedNewKey: true, IssueReason: &reason,
@@ -101,9 +107,10 @@ func issueReason(issued bool, reason string) *string {
 	return &reason
 }
 
-// replace gives a device on a new platform a new key and revokes the old one.
+// replace gives a device on a new platform a new key and revokes the old one. The new key
+// belongs to the old one's tenant and takes no quota: it is the same device.
 func (s *Store) replace(ctx context.Context, old *busv1.DeviceRecord, rev uint64, platform string) (*apiv1.RegisterDeviceResponse, error) {
-	fresh, err := s.create(ctx, platform)
+	fresh, err := s.create(ctx, platform, old.GetTenantId())
 	if err != nil {
 		return nil, err
 	}
@@ -120,9 +127,11 @@ func (s *Store) replace(ctx context.Context, old *busv1.DeviceRecord, rev uint64
 		Platform: platform, ChannelType: fresh.GetChannelType()}, nil
 }
 
-func (s *Store) create(ctx context.Context, platform string) (*busv1.DeviceRecord, error) {
+// create makes a device record owned by tenantID ("" for none).
+func (s *Store) create(ctx context.Context, platform, tenantID string) (*busv1.DeviceRecord, error) {
 	now := time.Now().UnixMilli()
-	rec := &busv1.DeviceRecord{DeviceKey: newKey(), Platform: platform, ChannelType: validate.RoutePrivate, CreatedAt: now, UpdatedAt: now}
+	rec := &busv1.DeviceRecord{DeviceKey: newKey(), Platform: platform, ChannelType: validate.RoutePrivate, CreatedAt: now, UpdatedAt: now,
+		TenantId: tenantID}
 	data, err := proto.Marshal(rec)
 	if err != nil {
 		return nil, err
@@ -273,7 +282,9 @@ func (s *Store) mustLoad(ctx context.Context, key string) (*busv1.DeviceRecord, 
 	return rec, rev, nil
 }
 
-// load reads a device record; nil when there is none.
+// load reads a device record; nil when there is none, or when it is not visible to the
+// request (another tenant's device, or a deleted tenant's: tenants.Visible), so that such a
+// device is answered exactly as an unknown one on every route.
 func (s *Store) load(ctx context.Context, key string) (*busv1.DeviceRecord, uint64, error) {
 	var e jetstream.KeyValueEntry
 	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
@@ -290,6 +301,11 @@ func (s *Store) load(ctx context.Context, key string) (*busv1.DeviceRecord, uint
 	rec := &busv1.DeviceRecord{}
 	if err := proto.Unmarshal(e.Value(), rec); err != nil {
 		return nil, 0, fmt.Errorf("decode device %s: %w", key, err)
+	}
+	if visible, err := tenants.Visible(ctx, rec.GetTenantId()); err != nil {
+		return nil, 0, err
+	} else if !visible {
+		return nil, 0, nil
 	}
 	return rec, e.Revision(), nil
 }
