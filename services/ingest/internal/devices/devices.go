@@ -267,6 +267,13 @@ func (s *Store) Check(ctx context.Context, deviceKey string) error {
 	return err
 }
 
+// Owner returns the tenant id of a current device ("" for none), with Check's errors; a
+// device-keyed route passes it to tenants.OwnerTenant for its tenant's limits.
+func (s *Store) Owner(ctx context.Context, deviceKey string) (string, error) {
+	rec, _, err := s.mustLoad(ctx, deviceKey)
+	return rec.GetTenantId(), err
+}
+
 // mustLoad loads a current device: device_key_not_found when unknown or replaced.
 func (s *Store) mustLoad(ctx context.Context, key string) (*busv1.DeviceRecord, uint64, error) {
 	rec, rev, err := s.load(ctx, key)

@@ -143,6 +143,25 @@ func Visible(ctx context.Context, owner string) (bool, error) {
 	}
 }
 
+// OwnerTenant returns the tenant that owns a record (owner: its tenant_id), with its effective
+// limits, on any route of a hosted gateway: how a device-keyed route, which has no tenant in
+// its context, learns the limits of its device's tenant (devices.Store.Owner gives the id).
+// False when owner is "", when the tenant does not exist, and outside hosted mode.
+func OwnerTenant(ctx context.Context, owner string) (Tenant, bool, error) {
+	s := scopeOf(ctx)
+	if owner == "" || s == nil || s.store == nil {
+		return Tenant{}, false, nil
+	}
+	if s.tenant != nil && s.tenant.ID == owner {
+		return *s.tenant, true, nil
+	}
+	e, ok, err := s.store.lookup(ctx, owner)
+	if err != nil || !ok {
+		return Tenant{}, false, err
+	}
+	return e.tenant, true, nil
+}
+
 // Reservation is one unit of quota taken by Reserve; Release gives it back when the create it
 // was taken for failed.
 type Reservation struct {

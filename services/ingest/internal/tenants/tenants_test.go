@@ -387,6 +387,19 @@ func TestVisible(t *testing.T) {
 			}
 		})
 	}
+
+	// A device-keyed route learns its device's tenant (and limits) from the owner id.
+	if tn, ok, err := OwnerTenant(deviceCtx, live.GetTenantId()); err != nil || !ok || tn.ID != live.GetTenantId() || tn.Name != "live" {
+		t.Fatalf("OwnerTenant(live) = %+v %v %v", tn, ok, err)
+	}
+	for _, c := range []struct {
+		ctx   context.Context
+		owner string
+	}{{deviceCtx, dead.GetTenantId()}, {deviceCtx, ""}, {ctx, live.GetTenantId()}} {
+		if _, ok, err := OwnerTenant(c.ctx, c.owner); ok || err != nil {
+			t.Fatalf("OwnerTenant(%q) = %v %v, want none", c.owner, ok, err)
+		}
+	}
 }
 
 func TestUsageCountsOpsAcrossFlushes(t *testing.T) {
