@@ -144,6 +144,10 @@ func (m *UsageMeter) Run(ctx context.Context, interval time.Duration) {
 func (m *UsageMeter) Flush(ctx context.Context) error {
 	m.mu.Lock()
 	batch := m.pending
+	if len(batch) == 0 { // the common case outside hosted mode: nothing to write
+		m.mu.Unlock()
+		return nil
+	}
 	m.pending = map[usageSlot]usageDelta{}
 	m.mu.Unlock()
 	var errs []error

@@ -37,7 +37,7 @@ func TenantID(s string) (string, *apierr.Error) {
 	if strings.TrimSpace(s) == "" {
 		return "", apierr.New("tenant_id_required", "tenant_id is required")
 	}
-	if len(s) != tenantIDLen || strings.ContainsFunc(s, func(r rune) bool { return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') }) {
+	if len(s) != tenantIDLen || strings.ContainsFunc(s, func(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }) {
 		return "", apierr.New("invalid_tenant_id", "tenant_id must be 32 lowercase hex characters")
 	}
 	return s, nil
