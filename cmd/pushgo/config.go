@@ -50,6 +50,7 @@ Usage:
   pushgo lifecycle [flags]    the lifecycle service, against --nats-url
   pushgo dispatch [flags]     the dispatch service, against --nats-url
   pushgo healthcheck [flags]  exit 0 when the API at --http-addr answers /healthz (for containers)
+  pushgo tenant <command>     administer a hosted gateway's tenants (create, update, delete, list, usage)
 
 Run "pushgo <command> -h" for the flags of a command. Every flag can also be set with the
 environment variable PUSHGO_<FLAG> (e.g. --http-addr: PUSHGO_HTTP_ADDR); a flag wins over it.
@@ -119,6 +120,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		str(&c.ingest.HTTPAddr, "http-addr", ingest.DefaultHTTPAddr, "REST API listen address")
 		str(&c.ingest.GRPCAddr, "grpc-addr", ingest.DefaultGRPCAddr, `gRPC API listen address ("" for none)`)
 		str(&c.ingest.Token, "token", "", "gateway token required as Authorization: Bearer <token> (empty: none)")
+		str(&c.ingest.AdminToken, "admin-token", "", "hosted mode: the admin routes' token; every other route then takes a tenant's API key (not with --token)")
+		num(&c.ingest.ChannelsPerTenant, "channels-per-tenant", ingest.DefaultChannelsPerTenant, "hosted mode: channels a tenant may own unless its limits say otherwise (0: no limit)")
+		num(&c.ingest.DevicesPerTenant, "devices-per-tenant", ingest.DefaultDevicesPerTenant, "hosted mode: devices a tenant may own unless its limits say otherwise (0: no limit)")
 		dur(&c.ingest.DispatchWait, "dispatch-wait", ingest.DefaultDispatchWait, "how long a request waits for delivery before 503 dispatch_timeout")
 		dur(&c.ingest.RetryBudget, "publish-retry", ingest.DefaultRetryBudget, "how long broker calls are retried before 503 unavailable")
 		dur(&c.ingest.BodyTimeout, "body-timeout", ingest.DefaultBodyTimeout, "time to receive a request's whole body before 408 request_timeout")

@@ -106,6 +106,11 @@ type gatewayOpts struct {
 	// and devices from 127.0.0.1 and hash many passwords at once.
 	hashConcurrency, passwordFailuresPerMinute, createsPerMinute int
 	trustedProxies, limitExempt                                  string
+	// adminToken makes the gateway hosted; channelsPerTenant and devicesPerTenant are its
+	// quotas (0: off, unlike the flags' defaults).
+	adminToken        string
+	channelsPerTenant int
+	devicesPerTenant  int
 }
 
 type gateway struct {
@@ -127,6 +132,8 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 		t.Fatal(err)
 	}
 	cfg.ingest.Token = o.token
+	cfg.ingest.AdminToken = o.adminToken
+	cfg.ingest.ChannelsPerTenant, cfg.ingest.DevicesPerTenant = o.channelsPerTenant, o.devicesPerTenant
 	cfg.ingest.GRPCAddr = ""
 	cfg.ingest.ChannelOpsPerSecond, cfg.ingest.TenantOpsPerSecond = o.channelOpsPerSecond, 0
 	cfg.ingest.SubscribersPerChannel = o.subscribersPerChannel

@@ -31,6 +31,12 @@ const (
 	BucketDevices = "pushgo_devices"
 	// BucketSubs holds subscriptions under <channel_id>.<device_key>.
 	BucketSubs = "pushgo_subs"
+	// BucketTenants holds the tenants of a hosted gateway under tenant.<tenant_id> (TenantKey)
+	// and what each owns under count.<tenant_id> (TenantCountKey).
+	BucketTenants = "pushgo_tenants"
+	// BucketUsage holds per-tenant daily usage under <tenant_id>.<YYYYMMDD> (UsageKey); entries
+	// expire after UsageRetention.
+	BucketUsage = "pushgo_usage"
 )
 
 // Durable consumers. Renaming one replays its stream from the start.
@@ -205,6 +211,22 @@ func KVStream(bucket string) string {
 // of BucketSubs (live ones and unsubscribes younger than SubsMarkerTTL).
 func ChannelSubsSubjects(channelID string) string {
 	return "$KV." + BucketSubs + "." + channelID + ".*"
+}
+
+// TenantKey is the key of a tenant record in BucketTenants; TenantKeys matches them all.
+func TenantKey(tenantID string) string { return tenantKeyPrefix + tenantID }
+
+// TenantCountKey is the key of a tenant's counts (channels, devices) in BucketTenants.
+func TenantCountKey(tenantID string) string { return "count." + tenantID }
+
+const tenantKeyPrefix = "tenant."
+
+// TenantKeys is the key filter of every tenant record in BucketTenants.
+const TenantKeys = tenantKeyPrefix + "*"
+
+// TenantIDFromKey returns the tenant id of a key of TenantKeys.
+func TenantIDFromKey(key string) (string, bool) {
+	return strings.CutPrefix(key, tenantKeyPrefix)
 }
 
 // SubKey is the key of a subscription in BucketSubs.

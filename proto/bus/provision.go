@@ -31,6 +31,10 @@ const (
 	InboxDuplicateWindow = 40 * time.Second
 	// DefaultInboxPerDevice caps one device's inbox; the oldest item is dropped beyond it.
 	DefaultInboxPerDevice = 1000
+	// UsageRetention is how long a day's usage counters are kept: a month and a few days, for
+	// the month's bill to be read after it ends. A day's key is last written that day, so it
+	// expires this long after.
+	UsageRetention = 35 * 24 * time.Hour
 )
 
 // Options sizes the streams and buckets. The zero value of a field means its default.
@@ -116,6 +120,8 @@ func BucketConfigs(o Options) []jetstream.KeyValueConfig {
 		{Bucket: BucketDevices, Description: "devices and their routes", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		// Unsubscribes are purges with a TTL (SubsMarkerTTL), which needs per-message TTLs.
 		{Bucket: BucketSubs, Description: "channel subscriptions", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas, LimitMarkerTTL: SubsMarkerTTL},
+		{Bucket: BucketTenants, Description: "tenants of a hosted gateway and their counts", History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketUsage, Description: "per-tenant daily usage", TTL: UsageRetention, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 	}
 }
 

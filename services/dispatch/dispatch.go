@@ -36,6 +36,8 @@ const (
 	// DefaultWebhookTimeout bounds one webhook attempt.
 	DefaultWebhookTimeout = 2 * time.Second
 	maxAckPending         = 8192
+	// brokerBudget bounds the retries of one usage flush through a broker failover.
+	brokerBudget = 10 * time.Second
 	// maxInboxInFlight bounds the inbox appends awaiting their ack (a 1000-device channel
 	// makes 1000 per op).
 	maxInboxInFlight = 32768
@@ -107,12 +109,23 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
+	// Deliveries of hosted-mode tenants, batched in memory and flushed after the consumer
+	// has stopped (bus.UsageMeter).
+	meter, err := bus.NewUsageMeter(ctx, js, brokerBudget, log)
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	meterCtx, stopMeter := context.WithCancel(context.WithoutCancel(ctx))
+	meterDone := make(chan struct{})
+	go func() { meter.Run(meterCtx, 0); close(meterDone) }()
+	defer func() { stopMeter(); <-meterDone }()
 	h, err := push.New(ctx, js, dir, push.Config{
 		Budget:              cmp.Or(cfg.Budget, DefaultBudget),
 		WebhookTimeout:      cmp.Or(cfg.WebhookTimeout, DefaultWebhookTimeout),
 		WebhookAllowPrivate: cfg.WebhookAllowPrivate,
 		WebhookParallel:     32,
 		MaxRecordBytes:      cmp.Or(cfg.MaxRecordBytes, int(deps.NC.MaxPayload())-recordHeadroom),
+		Usage:               meter,
 	}, log)
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)

@@ -37,6 +37,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/quota"
 	"pushgo.dev/gateway/services/ingest/internal/ratelimit"
 	"pushgo.dev/gateway/services/ingest/internal/reader"
+	"pushgo.dev/gateway/services/ingest/internal/tenants"
 )
 
 // Defaults of Config.
@@ -70,6 +71,13 @@ const (
 	// DefaultCreatesPerMinute is the budget of channel and device creates per client address
 	// (DESIGN.md §8.2).
 	DefaultCreatesPerMinute = 60
+)
+
+// Defaults of hosted mode (DESIGN.md §8.2): the quotas of a tenant without overrides, room for
+// a large customer and a bound on what one API key can make the broker store.
+const (
+	DefaultChannelsPerTenant = 1000
+	DefaultDevicesPerTenant  = 100_000
 )
 
 // Config configures one ingest instance.
@@ -118,12 +126,26 @@ type Config struct {
 	// TrustedProxies (comma-separated CIDRs) are the peers whose X-Forwarded-For names the
 	// client; LimitExempt (CIDRs) are clients the per-address limits skip.
 	TrustedProxies, LimitExempt string
+
+	// AdminToken, when set, makes this a hosted gateway (DESIGN.md §8.1): the admin routes
+	// /admin/tenant/* take it as "Authorization: Bearer <admin token>", every other route but
+	// the health checks and the device-keyed ones a tenant's API key. Not together with Token.
+	AdminToken string
+	// ChannelsPerTenant and DevicesPerTenant bound what a tenant without overrides may own in
+	// hosted mode (403 quota_exceeded); 0 turns the quota off.
+	ChannelsPerTenant, DevicesPerTenant int
 }
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
 	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 || c.BodyTimeout < 0 || c.WriteTimeout < 0 {
 		return errors.New("ingest: durations must not be negative")
+	}
+	if c.Token != "" && c.AdminToken != "" {
+		return errors.New("ingest: --token (private mode) and --admin-token (hosted mode) exclude each other")
+	}
+	if c.ChannelsPerTenant < 0 || c.DevicesPerTenant < 0 {
+		return errors.New("ingest: tenant quotas must not be negative")
 	}
 	if !(c.ChannelOpsPerSecond >= 0) || !(c.TenantOpsPerSecond >= 0) || c.SubscribersPerChannel < 0 ||
 		c.HashConcurrency < 0 || c.PasswordFailuresPerMinute < 0 || c.CreatesPerMinute < 0 {
@@ -231,8 +253,32 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	devs.Quota = subQuota
 	opLimits := &ratelimit.EventOps{Buckets: lim, ChannelPerSecond: cfg.ChannelOpsPerSecond, TenantPerSecond: cfg.TenantOpsPerSecond}
 
+	// Hosted mode: tenants, their keys, quotas and usage (internal/tenants).
+	var gate *tenants.Gate
+	var tenantStore *tenants.Store
+	if cfg.AdminToken != "" {
+		bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopBg()
+		if tenantStore, err = tenants.New(bg, js, tenants.Config{
+			// The lead wires OpsPerSecond, Streams and SubscribersPerChannel from the
+			// limiters' flags, and Config.Streams from the stream limiter's count.
+			Defaults:    tenants.Limits{Channels: cfg.ChannelsPerTenant, Devices: cfg.DevicesPerTenant},
+			RetryBudget: budget,
+		}, log); err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		gate = tenants.NewGate(cfg.AdminToken, tenantStore)
+		usageCtx, stopUsage := context.WithCancel(bg)
+		usageDone := make(chan struct{})
+		go func() { tenantStore.RunUsage(usageCtx); close(usageDone) }()
+		defer func() { stopUsage(); <-usageDone }() // after the servers: the last ops are counted
+	}
+
 	token := auth.NewToken(cfg.Token)
 	interceptor := grpcapi.Interceptor(token, addrs, log)
+	if gate != nil {
+		interceptor = grpcapi.Chain(interceptor, grpcapi.TenantGate(gate))
+	}
 	grpcServer := grpc.NewServer(grpc.UnaryInterceptor(interceptor),
 		// A client must finish the connection handshake in 10 s, and idle connections are
 		// closed after 2 minutes, as on the HTTP listener.
@@ -248,10 +294,13 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		apiv1.RegisterChannelServiceServer(reg, channelsAPI)
 		apiv1.RegisterDeviceServiceServer(reg, devicesAPI)
 		apiv1.RegisterMessageServiceServer(reg, messagesAPI)
+		if tenantStore != nil {
+			apiv1.RegisterTenantServiceServer(reg, &grpcapi.Tenants{Store: tenantStore})
+		}
 	}
 	streamsDone := make(chan struct{})
 	handler, err := httpapi.New(ctx, inline, httpapi.Options{
-		Token: token, Ready: ready(deps.NC, js), Logger: log,
+		Token: token, Gate: gate, Ready: ready(deps.NC, js), Logger: log,
 		Streams: streams{devs, box}, KeepAlive: cfg.StreamKeepAlive, Done: streamsDone, Addrs: addrs,
 		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout,
 	})

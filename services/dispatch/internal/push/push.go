@@ -64,6 +64,14 @@ type Config struct {
 	// MaxRecordBytes bounds an encoded op record: receipts beyond it are counted, not kept
 	// (busv1.OpRecord.delivered_omitted). It must be below the broker's max payload.
 	MaxRecordBytes int
+	// Usage, when set, counts each delivered target for its tenant's daily usage (hosted mode;
+	// *bus.UsageMeter implements it).
+	Usage usageCounter
+}
+
+// usageCounter counts per-tenant daily usage in memory; *bus.UsageMeter implements it.
+type usageCounter interface {
+	Add(tenantID string, ops, deliveries uint64)
 }
 
 // targets resolves an op's recipients; *directory.Directory implements it.
@@ -151,10 +159,27 @@ func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jets
 	}
 	var receipts []*busv1.Receipt
 	if rec.GetApplied() { // late ops are recorded, not pushed
-		receipts = h.deliver(ctx, rec, h.dir.Targets(rec.GetEnvelope().GetChannelId()))
+		targets := h.dir.Targets(rec.GetEnvelope().GetChannelId())
+		receipts = h.deliver(ctx, rec, targets)
+		h.countDeliveries(targets, receipts)
 	}
 	_, err := h.complete(ctx, rec, md.Sequence.Stream, receipts, omitted{})
 	return err
+}
+
+// countDeliveries adds the delivered targets to their tenants' usage. A device and the
+// channels it is subscribed to belong to the same tenant (ingest refuses anything else), so
+// the device's tenant is the channel's. A domain event delivered again after a crash counts
+// again: usage is a meter, not a ledger.
+func (h *Handler) countDeliveries(targets []*busv1.DeviceRecord, receipts []*busv1.Receipt) {
+	if h.cfg.Usage == nil {
+		return
+	}
+	for i, r := range receipts {
+		if r.GetStatus() == busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED && targets[i].GetTenantId() != "" {
+			h.cfg.Usage.Add(targets[i].GetTenantId(), 0, 1)
+		}
+	}
 }
 
 // Redrive answers requests to retry the failed targets of a 503 op (core NATS, queue group):
@@ -207,7 +232,9 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 			again = append(again, dev)
 		}
 	}
-	receipts := append(append(keep, retry...), h.deliver(ctx, rec, again)...)
+	redriven := h.deliver(ctx, rec, again)
+	h.countDeliveries(again, redriven)
+	receipts := append(append(keep, retry...), redriven...)
 	out, err := h.complete(ctx, rec, prior.GetEventSeq(), receipts,
 		omitted{delivered: prior.GetDeliveredOmitted(), failed: prior.GetFailedOmitted()})
 	if err != nil {

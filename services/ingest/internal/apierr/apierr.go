@@ -127,6 +127,13 @@ var Codes = map[string]Spec{
 	"quota_exceeded":    {KindForbidden, http.StatusForbidden},
 	"busy":              {KindUnavailable, http.StatusServiceUnavailable},
 
+	// Hosted mode (§8.1) .
+	"tenant_id_required":   {KindInvalid, http.StatusBadRequest},
+	"invalid_tenant_id":    {KindInvalid, http.StatusBadRequest},
+	"tenant_name_required": {KindInvalid, http.StatusBadRequest},
+	"invalid_tenant_name":  {KindInvalid, http.StatusBadRequest},
+	"tenant_not_found":     {KindNotFound, http.StatusNotFound},
+
 	// Dispatch and broker (§5).
 	"dispatch_partial_failure": {KindUnavailable, http.StatusServiceUnavailable},
 	"dispatch_timeout":         {KindUnavailable, http.StatusServiceUnavailable},

@@ -34,6 +34,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/attempts"
 	"pushgo.dev/gateway/services/ingest/internal/createlimit"
 	"pushgo.dev/gateway/services/ingest/internal/hashpool"
+	"pushgo.dev/gateway/services/ingest/internal/tenants"
 )
 
 const (
@@ -89,10 +90,11 @@ func New(ctx context.Context, js jetstream.JetStream, budget time.Duration, log 
 	return &Store{kv: kv, budget: budget, log: log, macKey: key, verify: verifyPassword, guards: guards, cache: map[string]*entry{}}, nil
 }
 
-// Create makes a channel with a new random id: rate_limited when the client address in ctx has
-// used its create budget, busy when no hashing slot came free, unavailable when the broker
-// does not answer.
-func (s *Store) Create(ctx context.Context, name, password string) (*busv1.ChannelRecord, error) {
+// Create makes a channel with a new random id, owned by the request's tenant (hosted mode):
+// rate_limited when the client address in ctx has used its create budget, quota_exceeded when
+// the tenant owns its limit of channels, busy when no hashing slot came free, unavailable when
+// the broker does not answer.
+func (s *Store) Create(ctx context.Context, name, password string) (rec *busv1.ChannelRecord, err error) {
 	if err := s.guards.Creates.Check(ctx); err != nil {
 		return nil, err
 	}
@@ -100,7 +102,17 @@ func (s *Store) Create(ctx context.Context, name, password string) (*busv1.Chann
 	if err := s.guards.Hashes.Do(ctx, func() { hash = hashPassword(password) }); err != nil {
 		return nil, hashError(err)
 	}
-	rec := &busv1.ChannelRecord{Name: name, PasswordHash: hash, CreatedAt: time.Now().UnixMilli()}
+	quota, err := tenants.Reserve(ctx, tenants.Channels)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			quota.Release(ctx)
+		}
+	}()
+	rec = &busv1.ChannelRecord{Name: name, PasswordHash: hash, CreatedAt: time.Now().UnixMilli(),
+		TenantId: tenants.OwnerID(ctx)}
 	for range 3 { // ids are 128 random bits; a collision is retried, not expected
 		rec.ChannelId = newChannelID()
 		data, err := proto.Marshal(rec)
@@ -126,13 +138,18 @@ func (s *Store) Create(ctx context.Context, name, password string) (*busv1.Chann
 // password_mismatch, too_many_attempts (the client address in ctx is locked out of the
 // channel), busy (no hashing slot) or unavailable otherwise. It returns the channel's record.
 //
-// A channel that does not exist is answered before any counting, so a lockout never tells
-// anything about a channel the caller cannot see; a check that should hide a channel (say,
-// another tenant's) belongs in lookup, before the counters, for the same reason.
+// A channel that does not exist, or another tenant's (hosted mode), is answered exactly as an
+// unknown one before any counting and before its password is looked at, so neither a lockout
+// nor a timing tells anything about a channel the caller cannot see.
 func (s *Store) Authorize(ctx context.Context, channelID, password string) (*busv1.ChannelRecord, error) {
 	e, err := s.lookup(ctx, channelID)
 	if err != nil {
 		return nil, err
+	}
+	if visible, err := tenants.Visible(ctx, e.rec.GetTenantId()); err != nil {
+		return nil, err
+	} else if !visible {
+		return nil, notFound(channelID)
 	}
 	m := hmac.New(sha256.New, s.macKey)
 	m.Write([]byte(channelID))
@@ -192,7 +209,7 @@ func (s *Store) lookup(ctx context.Context, channelID string) (*entry, error) {
 		return err
 	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, apierr.Newf("channel_not_found", "channel %s does not exist", channelID)
+		return nil, notFound(channelID)
 	}
 	if err != nil {
 		return nil, s.unavailable(err)
@@ -225,6 +242,11 @@ func hashError(err error) error {
 		return e
 	}
 	return err // the caller's context ended
+}
+
+// notFound is the answer for an unknown channel, and for another tenant's.
+func notFound(channelID string) *apierr.Error {
+	return apierr.Newf("channel_not_found", "channel %s does not exist", channelID)
 }
 
 func (s *Store) unavailable(err error) *apierr.Error {

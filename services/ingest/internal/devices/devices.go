@@ -23,6 +23,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
 	"pushgo.dev/gateway/services/ingest/internal/createlimit"
+	"pushgo.dev/gateway/services/ingest/internal/tenants"
 	"pushgo.dev/gateway/services/ingest/internal/validate"
 )
 
@@ -98,8 +99,13 @@ func (s *Store) Register(ctx context.Context, req *apiv1.RegisterDeviceRequest) 
 			}
 		}
 	}
-	rec, err := s.create(ctx, platform)
+	quota, err := tenants.Reserve(ctx, tenants.Devices)
 	if err != nil {
+		return nil, err
+	}
+	rec, err := s.create(ctx, platform, tenants.OwnerID(ctx))
+	if err != nil {
+		quota.Release(ctx)
 		return nil, err
 	}
 	return &apiv1.RegisterDeviceResponse{DeviceKey: rec.GetDeviceKey(), IssuedNewKey: true, IssueReason: &reason,
@@ -113,9 +119,10 @@ func issueReason(issued bool, reason string) *string {
 	return &reason
 }
 
-// replace gives a device on a new platform a new key and revokes the old one.
+// replace gives a device on a new platform a new key and revokes the old one. The new key
+// belongs to the old one's tenant and takes no quota: it is the same device.
 func (s *Store) replace(ctx context.Context, old *busv1.DeviceRecord, rev uint64, platform string) (*apiv1.RegisterDeviceResponse, error) {
-	fresh, err := s.create(ctx, platform)
+	fresh, err := s.create(ctx, platform, old.GetTenantId())
 	if err != nil {
 		return nil, err
 	}
@@ -132,14 +139,16 @@ func (s *Store) replace(ctx context.Context, old *busv1.DeviceRecord, rev uint64
 		Platform: platform, ChannelType: fresh.GetChannelType()}, nil
 }
 
-// create makes a device with a new key, taken from the client address's create budget
-// (rate_limited beyond it): only calls that issue a key count, not those confirming one.
-func (s *Store) create(ctx context.Context, platform string) (*busv1.DeviceRecord, error) {
+// create makes a device with a new key owned by tenantID ("" for none), taken from the client
+// address's create budget (rate_limited beyond it): only calls that issue a key count, not
+// those confirming one.
+func (s *Store) create(ctx context.Context, platform, tenantID string) (*busv1.DeviceRecord, error) {
 	if err := s.creates.Check(ctx); err != nil {
 		return nil, err
 	}
 	now := time.Now().UnixMilli()
-	rec := &busv1.DeviceRecord{DeviceKey: newKey(), Platform: platform, ChannelType: validate.RoutePrivate, CreatedAt: now, UpdatedAt: now}
+	rec := &busv1.DeviceRecord{DeviceKey: newKey(), Platform: platform, ChannelType: validate.RoutePrivate, CreatedAt: now, UpdatedAt: now,
+		TenantId: tenantID}
 	data, err := proto.Marshal(rec)
 	if err != nil {
 		return nil, err
@@ -283,6 +292,13 @@ func (s *Store) Check(ctx context.Context, deviceKey string) error {
 	return err
 }
 
+// Owner returns the tenant id of a current device ("" for none), with Check's errors; a
+// device-keyed route passes it to tenants.OwnerTenant for its tenant's limits.
+func (s *Store) Owner(ctx context.Context, deviceKey string) (string, error) {
+	rec, _, err := s.mustLoad(ctx, deviceKey)
+	return rec.GetTenantId(), err
+}
+
 // mustLoad loads a current device: device_key_not_found when unknown or replaced.
 func (s *Store) mustLoad(ctx context.Context, key string) (*busv1.DeviceRecord, uint64, error) {
 	rec, rev, err := s.load(ctx, key)
@@ -298,7 +314,9 @@ func (s *Store) mustLoad(ctx context.Context, key string) (*busv1.DeviceRecord, 
 	return rec, rev, nil
 }
 
-// load reads a device record; nil when there is none.
+// load reads a device record; nil when there is none, or when it is not visible to the
+// request (another tenant's device, or a deleted tenant's: tenants.Visible), so that such a
+// device is answered exactly as an unknown one on every route.
 func (s *Store) load(ctx context.Context, key string) (*busv1.DeviceRecord, uint64, error) {
 	var e jetstream.KeyValueEntry
 	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
@@ -315,6 +333,11 @@ func (s *Store) load(ctx context.Context, key string) (*busv1.DeviceRecord, uint
 	rec := &busv1.DeviceRecord{}
 	if err := proto.Unmarshal(e.Value(), rec); err != nil {
 		return nil, 0, fmt.Errorf("decode device %s: %w", key, err)
+	}
+	if visible, err := tenants.Visible(ctx, rec.GetTenantId()); err != nil {
+		return nil, 0, err
+	} else if !visible {
+		return nil, 0, nil
 	}
 	return rec, e.Revision(), nil
 }

@@ -10,6 +10,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/channels"
 	"pushgo.dev/gateway/services/ingest/internal/ops"
 	"pushgo.dev/gateway/services/ingest/internal/reader"
+	"pushgo.dev/gateway/services/ingest/internal/tenants"
 	"pushgo.dev/gateway/services/ingest/internal/validate"
 )
 
@@ -59,6 +60,7 @@ func (s *Events) op(ctx context.Context, route validate.Route, req *apiv1.EventR
 			return nil, err
 		}
 	}
+	tenants.CountOp(ctx) // hosted mode: the tenant's daily usage (memory only)
 	opID, given := op.OpID, op.OpID != ""
 	if !given {
 		opID = ops.NewOpID()

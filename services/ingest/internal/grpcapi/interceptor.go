@@ -16,6 +16,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
+	"pushgo.dev/gateway/services/ingest/internal/tenants"
 )
 
 // Interceptor authenticates the call with the gateway token, recovers panics, and maps every
@@ -62,5 +63,39 @@ func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger)
 			return nil, e.Status().Err()
 		}
 		return resp, nil
+	}
+}
+
+// TenantGate authenticates the calls of a hosted gateway (tenants.Gate: the admin token on
+// TenantService, a tenant's API key on the others, nothing on MessageService, whose device key
+// is the credential) and hands the handler a context carrying the result. Chain it after
+// Interceptor, which maps its errors. REST calls arrive already authenticated by the HTTP
+// middleware and pass through.
+func TenantGate(gate *tenants.Gate) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		var header string
+		if md, ok := metadata.FromIncomingContext(ctx); ok {
+			if v := md.Get("authorization"); len(v) > 0 {
+				header = v[0]
+			}
+		}
+		ctx, err := gate.Authenticate(ctx, tenants.MethodClass(info.FullMethod), header)
+		if err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// Chain runs interceptors in order, the first outermost, as grpc.ChainUnaryInterceptor does
+// (Inline takes one interceptor).
+func Chain(interceptors ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		next := handler
+		for i := len(interceptors) - 1; i >= 0; i-- {
+			ic, h := interceptors[i], next
+			next = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, h) }
+		}
+		return next(ctx, req)
 	}
 }

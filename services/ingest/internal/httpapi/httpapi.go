@@ -29,6 +29,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
 	"pushgo.dev/gateway/services/ingest/internal/jsonreq"
+	"pushgo.dev/gateway/services/ingest/internal/tenants"
 )
 
 // MaxBody is the largest request body accepted (32 KiB); larger ones get 413.
@@ -50,6 +51,10 @@ const (
 // Options configures the handler.
 type Options struct {
 	Token auth.Token
+	// Gate, when set, makes this a hosted gateway: it authenticates every request (admin
+	// token, tenant API key, or none on the device-keyed and health routes) and the admin
+	// routes /admin/tenant/* exist. Without it they answer route_not_found.
+	Gate *tenants.Gate
 	// Ready reports whether the service can serve (NATS reachable, streams present).
 	Ready  func(context.Context) error
 	Logger *slog.Logger
@@ -107,12 +112,19 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 	if err := apiv1.RegisterMessageServiceHandlerClient(ctx, mux, apiv1.NewMessageServiceClient(conn)); err != nil {
 		return nil, err
 	}
-	routes, err := jsonRoutes(
+	services := []protoreflect.ServiceDescriptor{
 		apiv1.File_pushgo_api_v1_event_proto.Services().ByName("EventService"),
 		apiv1.File_pushgo_api_v1_channel_proto.Services().ByName("ChannelService"),
 		apiv1.File_pushgo_api_v1_device_proto.Services().ByName("DeviceService"),
 		apiv1.File_pushgo_api_v1_device_proto.Services().ByName("MessageService"),
-	)
+	}
+	if opts.Gate != nil {
+		if err := apiv1.RegisterTenantServiceHandlerClient(ctx, mux, apiv1.NewTenantServiceClient(conn)); err != nil {
+			return nil, err
+		}
+		services = append(services, apiv1.File_pushgo_api_v1_tenant_proto.Services().ByName("TenantService"))
+	}
+	routes, err := jsonRoutes(services...)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +167,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.opts.Token.Check(r.Header.Get("Authorization")) {
 		writeError(w, apierr.New("authentication_failed", "authentication failed: send Authorization: Bearer <token>"))
 		return
+	}
+	if h.opts.Gate != nil { // hosted mode: the admin token, a tenant's key, or a device key
+		ctx, err := h.opts.Gate.Authenticate(r.Context(), tenants.PathClass(r.URL.Path), r.Header.Get("Authorization"))
+		if err != nil {
+			writeError(w, apierr.FromError(err))
+			return
+		}
+		r = r.WithContext(ctx)
 	}
 	switch r.URL.Path {
 	case "/device/stream":

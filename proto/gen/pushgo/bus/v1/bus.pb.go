@@ -759,7 +759,9 @@ type DeviceRecord struct {
 	UpdatedAt     int64  `protobuf:"varint,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Set when the key was replaced (registration with another platform): the device is revoked
 	// and receives nothing.
-	ReplacedBy    string `protobuf:"bytes,8,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	ReplacedBy string `protobuf:"bytes,8,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	// The tenant that registered the device (hosted mode); empty in public and private mode.
+	TenantId      string `protobuf:"bytes,9,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -846,6 +848,13 @@ func (x *DeviceRecord) GetUpdatedAt() int64 {
 func (x *DeviceRecord) GetReplacedBy() string {
 	if x != nil {
 		return x.ReplacedBy
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
 	}
 	return ""
 }
@@ -1059,8 +1068,10 @@ type ChannelRecord struct {
 	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// PHC-style argon2id hash: $argon2id$v=19$m=..,t=..,p=..$<salt b64>$<hash b64>.
-	PasswordHash  string `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
-	CreatedAt     int64  `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	PasswordHash string `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	CreatedAt    int64  `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The tenant that created the channel (hosted mode); empty in public and private mode.
+	TenantId      string `protobuf:"bytes,5,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1123,11 +1134,244 @@ func (x *ChannelRecord) GetCreatedAt() int64 {
 	return 0
 }
 
+func (x *ChannelRecord) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+// TenantRecord is a tenant of a hosted gateway in KV pushgo_tenants under tenant.<tenant_id>.
+type TenantRecord struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Name     string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// SHA-256 of the whole API key ("pgk_<tenant_id>_<secret>"); the key itself is never stored.
+	ApiKeyHash []byte `protobuf:"bytes,3,opt,name=api_key_hash,json=apiKeyHash,proto3" json:"api_key_hash,omitempty"`
+	// Overrides of the gateway's limits; an absent field follows the flag.
+	Limits *v1.TenantLimits `protobuf:"bytes,4,opt,name=limits,proto3" json:"limits,omitempty"`
+	// Unix milliseconds.
+	CreatedAt     int64 `protobuf:"varint,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     int64 `protobuf:"varint,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantRecord) Reset() {
+	*x = TenantRecord{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantRecord) ProtoMessage() {}
+
+func (x *TenantRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantRecord.ProtoReflect.Descriptor instead.
+func (*TenantRecord) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TenantRecord) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TenantRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TenantRecord) GetApiKeyHash() []byte {
+	if x != nil {
+		return x.ApiKeyHash
+	}
+	return nil
+}
+
+func (x *TenantRecord) GetLimits() *v1.TenantLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *TenantRecord) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *TenantRecord) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+// TenantCounts counts what a tenant owns, in KV pushgo_tenants under count.<tenant_id>; it is
+// changed with compare-and-set when a channel or device is created, so that quotas hold across
+// ingest replicas.
+type TenantCounts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channels      uint64                 `protobuf:"varint,1,opt,name=channels,proto3" json:"channels,omitempty"`
+	Devices       uint64                 `protobuf:"varint,2,opt,name=devices,proto3" json:"devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantCounts) Reset() {
+	*x = TenantCounts{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantCounts) ProtoMessage() {}
+
+func (x *TenantCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantCounts.ProtoReflect.Descriptor instead.
+func (*TenantCounts) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TenantCounts) GetChannels() uint64 {
+	if x != nil {
+		return x.Channels
+	}
+	return 0
+}
+
+func (x *TenantCounts) GetDevices() uint64 {
+	if x != nil {
+		return x.Devices
+	}
+	return 0
+}
+
+// TenantUsageRecord is a tenant's usage of one UTC day in KV pushgo_usage under
+// <tenant_id>.<YYYYMMDD>. Every ingest and dispatch instance adds its batched counts to it with
+// compare-and-set every few seconds.
+type TenantUsageRecord struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// YYYYMMDD.
+	Day string `protobuf:"bytes,2,opt,name=day,proto3" json:"day,omitempty"`
+	// Event ops accepted by ingest.
+	Ops uint64 `protobuf:"varint,3,opt,name=ops,proto3" json:"ops,omitempty"`
+	// Pushes delivered by dispatch (one per op and target).
+	Deliveries uint64 `protobuf:"varint,4,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Unix milliseconds of the last change.
+	UpdatedAt     int64 `protobuf:"varint,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantUsageRecord) Reset() {
+	*x = TenantUsageRecord{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantUsageRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantUsageRecord) ProtoMessage() {}
+
+func (x *TenantUsageRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantUsageRecord.ProtoReflect.Descriptor instead.
+func (*TenantUsageRecord) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TenantUsageRecord) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TenantUsageRecord) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *TenantUsageRecord) GetOps() uint64 {
+	if x != nil {
+		return x.Ops
+	}
+	return 0
+}
+
+func (x *TenantUsageRecord) GetDeliveries() uint64 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *TenantUsageRecord) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
 var File_pushgo_bus_v1_bus_proto protoreflect.FileDescriptor
 
 const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\n" +
-	"\x17pushgo/bus/v1/bus.proto\x12\rpushgo.bus.v1\x1a\x19pushgo/api/v1/event.proto\"\xc5\x01\n" +
+	"\x17pushgo/bus/v1/bus.proto\x12\rpushgo.bus.v1\x1a\x19pushgo/api/v1/event.proto\x1a\x1apushgo/api/v1/tenant.proto\"\xc5\x01\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1d\n" +
@@ -1193,7 +1437,7 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x05 \x01(\tR\n" +
 	"deliveryId\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\rR\battempts\x12\x0e\n" +
-	"\x02at\x18\a \x01(\x03R\x02at\"\x99\x02\n" +
+	"\x02at\x18\a \x01(\x03R\x02at\"\xb6\x02\n" +
 	"\fDeviceRecord\x12\x1d\n" +
 	"\n" +
 	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x1a\n" +
@@ -1206,7 +1450,8 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\a \x01(\x03R\tupdatedAt\x12\x1f\n" +
 	"\vreplaced_by\x18\b \x01(\tR\n" +
-	"replacedBy\"q\n" +
+	"replacedBy\x12\x1b\n" +
+	"\ttenant_id\x18\t \x01(\tR\btenantId\"q\n" +
 	"\x12SubscriptionRecord\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1d\n" +
@@ -1230,14 +1475,37 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x13\n" +
 	"\x05op_id\x18\x02 \x01(\tR\x04opId\x12\x1d\n" +
 	"\n" +
-	"command_id\x18\x03 \x01(\tR\tcommandId\"\x86\x01\n" +
+	"command_id\x18\x03 \x01(\tR\tcommandId\"\xa3\x01\n" +
 	"\rChannelRecord\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
 	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\x03R\tcreatedAt*L\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\x12\x1b\n" +
+	"\ttenant_id\x18\x05 \x01(\tR\btenantId\"\xd4\x01\n" +
+	"\fTenantRecord\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\fapi_key_hash\x18\x03 \x01(\fR\n" +
+	"apiKeyHash\x123\n" +
+	"\x06limits\x18\x04 \x01(\v2\x1b.pushgo.api.v1.TenantLimitsR\x06limits\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\x03R\tupdatedAt\"D\n" +
+	"\fTenantCounts\x12\x1a\n" +
+	"\bchannels\x18\x01 \x01(\x04R\bchannels\x12\x18\n" +
+	"\adevices\x18\x02 \x01(\x04R\adevices\"\x93\x01\n" +
+	"\x11TenantUsageRecord\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x10\n" +
+	"\x03day\x18\x02 \x01(\tR\x03day\x12\x10\n" +
+	"\x03ops\x18\x03 \x01(\x04R\x03ops\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\x04 \x01(\x04R\n" +
+	"deliveries\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x05 \x01(\x03R\tupdatedAt*L\n" +
 	"\aOpState\x12\x18\n" +
 	"\x14OP_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OP_STATE_PENDING\x10\x01\x12\x11\n" +
@@ -1260,7 +1528,7 @@ func file_pushgo_bus_v1_bus_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgo_bus_v1_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_pushgo_bus_v1_bus_proto_goTypes = []any{
 	(OpState)(0),               // 0: pushgo.bus.v1.OpState
 	(ReceiptStatus)(0),         // 1: pushgo.bus.v1.ReceiptStatus
@@ -1275,28 +1543,33 @@ var file_pushgo_bus_v1_bus_proto_goTypes = []any{
 	(*InboxMessage)(nil),       // 10: pushgo.bus.v1.InboxMessage
 	(*RedriveRequest)(nil),     // 11: pushgo.bus.v1.RedriveRequest
 	(*ChannelRecord)(nil),      // 12: pushgo.bus.v1.ChannelRecord
-	nil,                        // 13: pushgo.bus.v1.InboxMessage.DataEntry
-	(*v1.EventFields)(nil),     // 14: pushgo.api.v1.EventFields
-	(*v1.Event)(nil),           // 15: pushgo.api.v1.Event
-	(*v1.EventOpResult)(nil),   // 16: pushgo.api.v1.EventOpResult
+	(*TenantRecord)(nil),       // 13: pushgo.bus.v1.TenantRecord
+	(*TenantCounts)(nil),       // 14: pushgo.bus.v1.TenantCounts
+	(*TenantUsageRecord)(nil),  // 15: pushgo.bus.v1.TenantUsageRecord
+	nil,                        // 16: pushgo.bus.v1.InboxMessage.DataEntry
+	(*v1.EventFields)(nil),     // 17: pushgo.api.v1.EventFields
+	(*v1.Event)(nil),           // 18: pushgo.api.v1.Event
+	(*v1.EventOpResult)(nil),   // 19: pushgo.api.v1.EventOpResult
+	(*v1.TenantLimits)(nil),    // 20: pushgo.api.v1.TenantLimits
 }
 var file_pushgo_bus_v1_bus_proto_depIdxs = []int32{
 	2,  // 0: pushgo.bus.v1.EventCommand.envelope:type_name -> pushgo.bus.v1.Envelope
-	14, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
+	17, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
 	2,  // 2: pushgo.bus.v1.EventRecorded.envelope:type_name -> pushgo.bus.v1.Envelope
-	14, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
-	15, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
-	16, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
+	17, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
+	18, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
+	19, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
 	0,  // 6: pushgo.bus.v1.OpRecord.state:type_name -> pushgo.bus.v1.OpState
 	5,  // 7: pushgo.bus.v1.OpRecord.outcome:type_name -> pushgo.bus.v1.Outcome
 	7,  // 8: pushgo.bus.v1.OpRecord.receipts:type_name -> pushgo.bus.v1.Receipt
 	1,  // 9: pushgo.bus.v1.Receipt.status:type_name -> pushgo.bus.v1.ReceiptStatus
-	13, // 10: pushgo.bus.v1.InboxMessage.data:type_name -> pushgo.bus.v1.InboxMessage.DataEntry
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	16, // 10: pushgo.bus.v1.InboxMessage.data:type_name -> pushgo.bus.v1.InboxMessage.DataEntry
+	20, // 11: pushgo.bus.v1.TenantRecord.limits:type_name -> pushgo.api.v1.TenantLimits
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_pushgo_bus_v1_bus_proto_init() }
@@ -1310,7 +1583,7 @@ func file_pushgo_bus_v1_bus_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgo_bus_v1_bus_proto_rawDesc), len(file_pushgo_bus_v1_bus_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
