@@ -114,6 +114,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		str(&c.ingest.Token, "token", "", "gateway token required as Authorization: Bearer <token> (empty: none)")
 		dur(&c.ingest.DispatchWait, "dispatch-wait", ingest.DefaultDispatchWait, "how long a request waits for delivery before 503 dispatch_timeout")
 		dur(&c.ingest.RetryBudget, "publish-retry", ingest.DefaultRetryBudget, "how long broker calls are retried before 503 unavailable")
+		num(&c.ingest.StreamsPerDevice, "streams-per-device", ingest.DefaultStreamsPerDevice, "live streams (SSE + WebSocket) per device on this instance; 0: no limit")
+		num(&c.ingest.StreamsPerTenant, "streams-per-tenant", ingest.DefaultStreamsPerTenant, "live streams of a tenant's devices on this instance; 0: no limit")
+		dur(&c.ingest.StreamWriteTimeout, "stream-write-timeout", ingest.DefaultStreamWriteTimeout, "drop a stream whose client does not take a write (or answer a WebSocket ping) within this")
 	}
 	switch c.command {
 	case "serve":

@@ -97,6 +97,10 @@ type gatewayOpts struct {
 	inboxPerDevice    int64
 	keepAlive         time.Duration
 	deliveryBudget    time.Duration
+	// streamsPerDevice, streamsPerTenant, streamWriteTimeout: the stream limits (0: off, and
+	// the default write timeout).
+	streamsPerDevice, streamsPerTenant int
+	streamWriteTimeout                 time.Duration
 }
 
 type gateway struct {
@@ -128,6 +132,8 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	}
 	cfg.ingest.WebhookAllowPrivate, cfg.dispatch.WebhookAllowPrivate = o.allowPrivate, o.allowPrivate
 	cfg.ingest.StreamKeepAlive = o.keepAlive
+	cfg.ingest.StreamsPerDevice, cfg.ingest.StreamsPerTenant = o.streamsPerDevice, o.streamsPerTenant
+	cfg.ingest.StreamWriteTimeout = o.streamWriteTimeout
 	cfg.ingest.RetryBudget = time.Second
 	if o.retryBudget > 0 {
 		cfg.ingest.RetryBudget = o.retryBudget

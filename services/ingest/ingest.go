@@ -30,6 +30,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/inbox"
 	"pushgo.dev/gateway/services/ingest/internal/ops"
 	"pushgo.dev/gateway/services/ingest/internal/reader"
+	"pushgo.dev/gateway/services/ingest/internal/streamlimit"
 )
 
 // Defaults of Config.
@@ -43,6 +44,13 @@ const (
 	// DefaultShutdownGrace is how long in-flight requests may finish after a stop; it fits the
 	// 10 s in which `pushgo serve` must exit after SIGTERM.
 	DefaultShutdownGrace = 7 * time.Second
+	// DefaultStreamsPerDevice and DefaultStreamsPerTenant bound live streams (DESIGN.md §8.2):
+	// a phone, a desktop and a few tabs per device; a hosted tenant's whole fleet.
+	DefaultStreamsPerDevice = 8
+	DefaultStreamsPerTenant = 10000
+	// DefaultStreamWriteTimeout bounds each write to a stream and each wait for a WebSocket
+	// pong: a client that stops reading is dropped after it.
+	DefaultStreamWriteTimeout = 10 * time.Second
 )
 
 // Config configures one ingest instance.
@@ -62,14 +70,23 @@ type Config struct {
 	WebhookAllowPrivate bool
 	// StreamKeepAlive is the keep-alive interval of idle SSE and WebSocket streams.
 	StreamKeepAlive time.Duration
+	// StreamsPerDevice and StreamsPerTenant are the most live streams (SSE and WebSocket) of
+	// one device and of one tenant's devices on this instance; 0 is no limit.
+	StreamsPerDevice int
+	StreamsPerTenant int
+	// StreamWriteTimeout bounds each write to a stream (DefaultStreamWriteTimeout when 0).
+	StreamWriteTimeout time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
 }
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
-	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 {
+	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 || c.StreamWriteTimeout < 0 {
 		return errors.New("ingest: durations must not be negative")
+	}
+	if c.StreamsPerDevice < 0 || c.StreamsPerTenant < 0 {
+		return errors.New("ingest: stream limits must not be negative")
 	}
 	return nil
 }
@@ -113,7 +130,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	box, err := inbox.New(ctx, deps.NC, js)
+	box, err := inbox.New(ctx, deps.NC, js, inbox.Options{Resync: cfg.StreamKeepAlive})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -135,7 +152,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	streamsDone := make(chan struct{})
 	handler, err := httpapi.New(ctx, inline, httpapi.Options{
 		Token: token, Ready: ready(deps.NC, js), Logger: log,
-		Streams: streams{devs, box}, KeepAlive: cfg.StreamKeepAlive, Done: streamsDone,
+		Streams:   streams{devs, box, streamlimit.New(streamlimit.Config{PerDevice: cfg.StreamsPerDevice, PerTenant: cfg.StreamsPerTenant})},
+		KeepAlive: cfg.StreamKeepAlive, StreamWriteTimeout: cmp.Or(cfg.StreamWriteTimeout, DefaultStreamWriteTimeout), Done: streamsDone,
 	})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
@@ -192,10 +210,20 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	return g.Wait()
 }
 
-// streams serves the live inbox routes from the device store and the inbox.
+// streams serves the live inbox routes from the device store and the inbox, within the
+// stream limits.
 type streams struct {
 	*devices.Store
 	*inbox.Inbox
+	limit *streamlimit.Limiter
+}
+
+// Open checks the device and admits one more live stream of it.
+func (s streams) Open(ctx context.Context, deviceKey string) (func(), error) {
+	if err := s.Check(ctx, deviceKey); err != nil {
+		return nil, err
+	}
+	return s.limit.Acquire(deviceKey, "") // "": devices have no tenant until hosted mode
 }
 
 // ready checks that the broker is connected and the streams exist.

@@ -30,6 +30,8 @@ const (
 	KindInternal
 	KindTooLarge
 	KindMethod
+	// KindTooMany is a limit of §8.2 reached (429); over gRPC ResourceExhausted.
+	KindTooMany
 )
 
 // Spec is one row of the code table.
@@ -121,6 +123,9 @@ var Codes = map[string]Spec{
 	"dispatch_partial_failure": {KindUnavailable, http.StatusServiceUnavailable},
 	"dispatch_timeout":         {KindUnavailable, http.StatusServiceUnavailable},
 	"unavailable":              {KindUnavailable, http.StatusServiceUnavailable},
+
+	// Limits (§8.2).
+	"too_many_streams": {KindTooMany, http.StatusTooManyRequests},
 }
 
 // Error is an API error: a code from Codes, a message for humans and, for the 503 dispatch
@@ -168,7 +173,7 @@ func KindCode(k Kind) codes.Code {
 		return codes.Aborted
 	case KindUnavailable:
 		return codes.Unavailable
-	case KindTooLarge:
+	case KindTooLarge, KindTooMany:
 		return codes.ResourceExhausted
 	case KindMethod:
 		return codes.Unimplemented
