@@ -2,6 +2,7 @@ package inbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -19,9 +20,11 @@ const (
 	// after a subscription before the other nodes learnt of it. It matches the streams'
 	// keep-alive interval, so a lost doorbell delays an item by at most that.
 	DefaultResync = 15 * time.Second
-	// followBatch is how many items one read takes from the leader before handing them on; a
-	// full batch is followed by the next one at once.
-	followBatch = 64
+	// followBatch and followBatchBytes bound one read from the leader (items, and bytes of
+	// stored messages, 1 MiB) before its items are handed on; a full batch is followed by the
+	// next one at once. They bound what a follow holds in memory besides its stream's buffer.
+	followBatch      = 64
+	followBatchBytes = 1 << 20
 	// followRetry bounds the retries of one read while the broker is away (a leader election
 	// takes 4–9 s); beyond it the follow ends with unavailable and the client reconnects.
 	followRetry = 20 * time.Second
@@ -117,16 +120,29 @@ func (b *Inbox) Follow(ctx context.Context, deviceKey string, after uint64, fn f
 	}
 }
 
-// readFrom reads up to followBatch items from *next on, hands each to fn and advances *next
-// past it. full reports a whole batch (there may be more).
+// readFrom reads up to followBatch items (and about followBatchBytes) from *next on, hands
+// each to fn and advances *next past it. full reports a whole batch (there may be more). A
+// read the broker fails is retried from the first item not read yet, so a slow read that
+// makes progress is never started over.
 func (b *Inbox) readFrom(ctx context.Context, deviceKey string, next *uint64, fn func(*apiv1.InboxItem) error) (n int, full bool, err error) {
 	var batch []*bus.Msg
+	from, size := *next, 0
 	err = bus.Retry(ctx, followRetry, func(ctx context.Context) error {
-		batch = batch[:0]
-		return bus.LeaderRange(ctx, b.nc, bus.StreamInbox, bus.InboxSubject(deviceKey), *next, followBatch, func(m *bus.Msg) error {
+		if full {
+			return nil
+		}
+		err := bus.LeaderRange(ctx, b.nc, bus.StreamInbox, bus.InboxSubject(deviceKey), from, followBatch-len(batch), func(m *bus.Msg) error {
 			batch = append(batch, m)
+			from, size = m.Seq+1, size+len(m.Data)
+			if full = len(batch) >= followBatch || size >= followBatchBytes; full {
+				return errBatchFull
+			}
 			return nil
 		})
+		if errors.Is(err, errBatchFull) {
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -144,8 +160,10 @@ func (b *Inbox) readFrom(ctx context.Context, deviceKey string, next *uint64, fn
 		}
 		*next = m.Seq + 1
 	}
-	return len(batch), len(batch) == followBatch, nil
+	return len(batch), full, nil
 }
+
+var errBatchFull = errors.New("batch full")
 
 // doorbells keeps one core NATS subscription per device with live follows on this instance,
 // and rings every follow of the device when a message is published on its inbox subject.
