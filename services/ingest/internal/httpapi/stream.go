@@ -111,12 +111,12 @@ func (h *handler) sse(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	rc := http.NewResponseController(w)
 	if err := clearDeadlines(rc); err != nil {
-		writeError(w, apierr.New("internal_error", "streaming unsupported"))
+		writeError(w, apierr.New("internal_error", "internal error"))
 		return
 	}
 	timeout := h.writeTimeout()
 	write := func(b []byte) error {
-		if err := rc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		if err := rc.SetWriteDeadline(time.Now().Add(timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err
 		}
 		if _, err := w.Write(b); err != nil {
@@ -174,12 +174,16 @@ func (h *handler) sse(w http.ResponseWriter, r *http.Request) {
 }
 
 // clearDeadlines removes the read and write deadlines the server set on the connection for
-// this request: a stream lives longer than any request may take.
+// this request: a stream lives longer than any request may take. A ResponseWriter that cannot
+// reach its connection (a wrapper without Unwrap, a test recorder) has none to clear.
 func clearDeadlines(rc *http.ResponseController) error {
-	if err := rc.SetReadDeadline(time.Time{}); err != nil {
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	return rc.SetWriteDeadline(time.Time{})
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 // wsFrame is a frame a WebSocket client sends.

@@ -15,11 +15,14 @@ import (
 
 // How Follow reads.
 const (
-	// DefaultResync is how often a follow reads the inbox again without a doorbell, in case one
-	// was lost: while the ingest instance reconnected to NATS, or, in a cluster, in the moment
-	// after a subscription before the other nodes learnt of it. It matches the streams'
-	// keep-alive interval, so a lost doorbell delays an item by at most that.
-	DefaultResync = 15 * time.Second
+	// DefaultResync is how often a follow checks whether a doorbell may have been lost — the
+	// ingest instance reconnected to NATS, or the subscription dropped messages (a slow
+	// consumer) — and if so reads the inbox again. It matches the streams' keep-alive interval,
+	// so such a loss delays an item by at most that. Every fullResyncEvery-th check (2.5 min
+	// by default) reads regardless, for losses no counter shows (a cluster route that broke
+	// and healed).
+	DefaultResync   = 15 * time.Second
+	fullResyncEvery = 10
 	// followBatch and followBatchBytes bound one read from the leader (items, and bytes of
 	// stored messages, 1 MiB) before its items are handed on; a full batch is followed by the
 	// next one at once. They bound what a follow holds in memory besides its stream's buffer.
@@ -30,8 +33,8 @@ const (
 	followRetry = 20 * time.Second
 )
 
-// defaultSettle are the pauses of the re-reads after a read found nothing it was told of. A doorbell
-// is the publish itself, which can reach this instance before the stream (its leader, in a
+// defaultSettle are the pauses of the re-reads after a read found nothing it was told of. A
+// doorbell is the publish itself, which can reach this instance before the stream (its leader, in a
 // cluster) has stored the message; and right after a follow starts, a message published on
 // another node may not have been routed to the new subscription yet. A few cheap reads soon
 // after cover both.
@@ -47,16 +50,21 @@ var defaultSettle = []time.Duration{10 * time.Millisecond, 50 * time.Millisecond
 // subscription on the device's inbox subject, one per device and ingest instance, shared by all
 // of the device's follows and removed with the last of them. The subscription is registered
 // with the server (flushed) before the backlog is read, so an item stored after that read
-// rings it; an item stored in between is read twice at most, and handed on once. The doorbell
-// messages are the publishers' own (they carry the publisher's ack inbox as reply): they are
-// only counted, never answered. A read is retried for up to 20 s while the broker is away;
-// beyond that Follow returns unavailable.
+// rings it. Reads go forward from the last item handed on, so none is handed on twice. The
+// doorbell messages are the publishers' own (they carry the publisher's ack inbox as reply):
+// they only ring, and are never answered.
+//
+// Cost: one leader read per item plus one that finds the end, per follow; a few more right
+// after the start and after a doorbell that found nothing yet (defaultSettle); an idle follow
+// makes no broker call but one read every fullResyncEvery × Options.Resync. A read is retried
+// for up to 20 s while the broker is away; beyond that Follow returns unavailable.
 func (b *Inbox) Follow(ctx context.Context, deviceKey string, after uint64, fn func(*apiv1.InboxItem) error) error {
-	bell, leave, err := b.bells.join(deviceKey)
+	bell, err := b.bells.join(deviceKey)
 	if err != nil {
 		return unavailable(err)
 	}
-	defer leave()
+	defer bell.leave()
+	lost := bell.lost()
 	fctx, cancel := context.WithTimeout(ctx, bus.PerTry)
 	err = b.nc.FlushWithContext(fctx)
 	cancel()
@@ -79,24 +87,28 @@ func (b *Inbox) Follow(ctx context.Context, deviceKey string, after uint64, fn f
 	)
 	settle := b.settle
 	why, step := started, 0 // step: the next pause of settle; len(settle) = not settling
+	read, lastRead := true, time.Now()
 	for {
-		n, full, err := b.readFrom(ctx, deviceKey, &next, fn)
-		if err != nil {
-			return err
-		}
-		if why == started && b.testHookBacklogRead != nil {
-			b.testHookBacklogRead()
-		}
-		if full {
-			continue // more may be waiting
-		}
-		switch {
-		case why == started:
-			step = 0
-		case why == rang && n == 0:
-			step = 0 // rang for an item not stored yet
-		case n > 0:
-			step = len(settle)
+		if read {
+			n, full, err := b.readFrom(ctx, deviceKey, &next, fn)
+			if err != nil {
+				return err
+			}
+			lastRead = time.Now()
+			if why == started && b.testHookBacklogRead != nil {
+				b.testHookBacklogRead()
+			}
+			if full {
+				continue // more may be waiting
+			}
+			switch {
+			case why == started:
+				step = 0
+			case why == rang && n == 0:
+				step = 0 // rang for an item not stored yet
+			case n > 0:
+				step = len(settle)
+			}
 		}
 		var settled <-chan time.Time
 		if step < len(settle) {
@@ -109,12 +121,17 @@ func (b *Inbox) Follow(ctx context.Context, deviceKey string, after uint64, fn f
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-bell:
-			why = rang
+		case <-bell.ch:
+			why, read = rang, true
 		case <-settled:
-			why = settling
+			why, read = settling, true
 		case <-resync.C:
+			// Read again only when a doorbell may have been lost since the last check, or when
+			// the last read is long ago: an idle stream costs the broker nothing.
 			why = resynced
+			now := bell.lost()
+			read = now != lost || time.Since(lastRead) >= fullResyncEvery*b.opts.Resync
+			lost = now
 		}
 		timer.Stop()
 	}
@@ -183,10 +200,19 @@ func newDoorbells(nc *nats.Conn) *doorbells {
 	return &doorbells{nc: nc, bells: map[string]*doorbell{}}
 }
 
-// join returns a channel that receives a value (bursts coalesce into one) whenever something
-// is published on the device's inbox subject, and the function that stops it.
-func (d *doorbells) join(deviceKey string) (<-chan struct{}, func(), error) {
-	ch := make(chan struct{}, 1)
+// listener is one follow's part of a device's doorbell.
+type listener struct {
+	// ch receives a value (bursts coalesce into one) whenever something is published on the
+	// device's inbox subject.
+	ch   chan struct{}
+	d    *doorbells
+	key  string
+	bell *doorbell
+	once sync.Once
+}
+
+// join returns a listener of the device's doorbell; the caller must leave it.
+func (d *doorbells) join(deviceKey string) (*listener, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	bell := d.bells[deviceKey]
@@ -195,24 +221,39 @@ func (d *doorbells) join(deviceKey string) (<-chan struct{}, func(), error) {
 		// Never respond to m: its reply subject is the publisher's JetStream ack inbox.
 		sub, err := d.nc.Subscribe(bus.InboxSubject(deviceKey), func(*nats.Msg) { d.ring(bell) })
 		if err != nil {
-			return nil, nil, fmt.Errorf("subscribe to the inbox doorbell: %w", err)
+			return nil, fmt.Errorf("subscribe to the inbox doorbell: %w", err)
 		}
 		bell.sub = sub
 		d.bells[deviceKey] = bell
 	}
-	bell.listeners[ch] = struct{}{}
-	var once sync.Once
-	return ch, func() { once.Do(func() { d.leave(deviceKey, bell, ch) }) }, nil
+	l := &listener{ch: make(chan struct{}, 1), d: d, key: deviceKey, bell: bell}
+	bell.listeners[l.ch] = struct{}{}
+	return l, nil
 }
 
-func (d *doorbells) leave(deviceKey string, bell *doorbell, ch chan struct{}) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(bell.listeners, ch)
-	if len(bell.listeners) == 0 && d.bells[deviceKey] == bell {
-		delete(d.bells, deviceKey)
-		_ = bell.sub.Unsubscribe() // fails only when the connection is closed, which removed it
+// lost is a counter that grows whenever doorbells may have been lost: the connection's
+// reconnects plus the messages the subscription dropped.
+func (l *listener) lost() uint64 {
+	n := l.d.nc.Stats().Reconnects
+	if dropped, err := l.bell.sub.Dropped(); err == nil {
+		n += uint64(dropped)
 	}
+	return n
+}
+
+// leave stops the listener; the last one of a device removes its subscription. Later calls
+// do nothing.
+func (l *listener) leave() {
+	l.once.Do(func() {
+		d := l.d
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		delete(l.bell.listeners, l.ch)
+		if len(l.bell.listeners) == 0 && d.bells[l.key] == l.bell {
+			delete(d.bells, l.key)
+			_ = l.bell.sub.Unsubscribe() // fails only when the connection is closed, which removed it
+		}
+	})
 }
 
 func (d *doorbells) ring(bell *doorbell) {
