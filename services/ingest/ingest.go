@@ -150,9 +150,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		apiv1.RegisterMessageServiceServer(reg, messagesAPI)
 	}
 	streamsDone := make(chan struct{})
+	// Live streams of this instance; Count(tenant) is the tenant's current streams.
+	streamLimit := streamlimit.New(streamlimit.Config{PerDevice: cfg.StreamsPerDevice, PerTenant: cfg.StreamsPerTenant})
 	handler, err := httpapi.New(ctx, inline, httpapi.Options{
 		Token: token, Ready: ready(deps.NC, js), Logger: log,
-		Streams:   streams{devs, box, streamlimit.New(streamlimit.Config{PerDevice: cfg.StreamsPerDevice, PerTenant: cfg.StreamsPerTenant})},
+		Streams:   streams{devs, box, streamLimit},
 		KeepAlive: cfg.StreamKeepAlive, StreamWriteTimeout: cmp.Or(cfg.StreamWriteTimeout, DefaultStreamWriteTimeout), Done: streamsDone,
 	})
 	if err != nil {
