@@ -111,6 +111,10 @@ type gatewayOpts struct {
 	adminToken        string
 	channelsPerTenant int
 	devicesPerTenant  int
+	// streamsPerDevice, streamsPerTenant, streamWriteTimeout: the stream limits (0: off, and
+	// the default write timeout).
+	streamsPerDevice, streamsPerTenant int
+	streamWriteTimeout                 time.Duration
 }
 
 type gateway struct {
@@ -149,6 +153,8 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	if o.bodyTimeout > 0 {
 		cfg.ingest.BodyTimeout = o.bodyTimeout
 	}
+	cfg.ingest.StreamsPerDevice, cfg.ingest.StreamsPerTenant = o.streamsPerDevice, o.streamsPerTenant
+	cfg.ingest.StreamWriteTimeout = o.streamWriteTimeout
 	cfg.ingest.RetryBudget = time.Second
 	if o.retryBudget > 0 {
 		cfg.ingest.RetryBudget = o.retryBudget

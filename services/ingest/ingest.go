@@ -37,6 +37,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/quota"
 	"pushgo.dev/gateway/services/ingest/internal/ratelimit"
 	"pushgo.dev/gateway/services/ingest/internal/reader"
+	"pushgo.dev/gateway/services/ingest/internal/streamlimit"
 	"pushgo.dev/gateway/services/ingest/internal/tenants"
 )
 
@@ -71,6 +72,13 @@ const (
 	// DefaultCreatesPerMinute is the budget of channel and device creates per client address
 	// (DESIGN.md §8.2).
 	DefaultCreatesPerMinute = 60
+	// DefaultStreamsPerDevice and DefaultStreamsPerTenant bound live streams (DESIGN.md §8.2):
+	// a phone, a desktop and a few tabs per device; a hosted tenant's whole fleet.
+	DefaultStreamsPerDevice = 8
+	DefaultStreamsPerTenant = 10000
+	// DefaultStreamWriteTimeout bounds each write to a stream and each wait for a WebSocket
+	// pong: a client that stops reading is dropped after it.
+	DefaultStreamWriteTimeout = 10 * time.Second
 )
 
 // Defaults of hosted mode (DESIGN.md §8.2): the quotas of a tenant without overrides, room for
@@ -100,6 +108,12 @@ type Config struct {
 	// BodyTimeout bounds reading a request's whole body (httpapi.DefaultBodyTimeout when 0);
 	// WriteTimeout bounds writing an answer from its first byte (httpapi.DefaultWriteTimeout).
 	BodyTimeout, WriteTimeout time.Duration
+	// StreamsPerDevice and StreamsPerTenant are the most live streams (SSE and WebSocket) of
+	// one device and of one tenant's devices on this instance; 0 is no limit.
+	StreamsPerDevice int
+	StreamsPerTenant int
+	// StreamWriteTimeout bounds each write to a stream (DefaultStreamWriteTimeout when 0).
+	StreamWriteTimeout time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
 	// ChannelOpsPerSecond and TenantOpsPerSecond limit event ops (create, update, close) per
@@ -138,7 +152,8 @@ type Config struct {
 
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
-	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 || c.BodyTimeout < 0 || c.WriteTimeout < 0 {
+	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 || c.BodyTimeout < 0 || c.WriteTimeout < 0 ||
+		c.StreamWriteTimeout < 0 {
 		return errors.New("ingest: durations must not be negative")
 	}
 	if c.Token != "" && c.AdminToken != "" {
@@ -148,7 +163,8 @@ func (c Config) Validate() error {
 		return errors.New("ingest: tenant quotas must not be negative")
 	}
 	if !(c.ChannelOpsPerSecond >= 0) || !(c.TenantOpsPerSecond >= 0) || c.SubscribersPerChannel < 0 ||
-		c.HashConcurrency < 0 || c.PasswordFailuresPerMinute < 0 || c.CreatesPerMinute < 0 {
+		c.HashConcurrency < 0 || c.PasswordFailuresPerMinute < 0 || c.CreatesPerMinute < 0 ||
+		c.StreamsPerDevice < 0 || c.StreamsPerTenant < 0 {
 		return errors.New("ingest: limits must not be negative (0 turns one off)")
 	}
 	_, err := c.addresses()
@@ -242,7 +258,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	box, err := inbox.New(ctx, deps.NC, js)
+	box, err := inbox.New(ctx, deps.NC, js, inbox.Options{Resync: cfg.StreamKeepAlive})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -253,19 +269,33 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	devs.Quota = subQuota
 	opLimits := &ratelimit.EventOps{Buckets: lim, ChannelPerSecond: cfg.ChannelOpsPerSecond, TenantPerSecond: cfg.TenantOpsPerSecond}
 
-	// Hosted mode: tenants, their keys, quotas and usage (internal/tenants).
+	// Live streams of this instance; Count(tenant) is the tenant's current streams.
+	slCfg := streamlimit.Config{PerDevice: cfg.StreamsPerDevice, PerTenant: cfg.StreamsPerTenant}
+	var streamLimit *streamlimit.Limiter
+
+	// Hosted mode: tenants, their keys, quotas and usage (internal/tenants). A tenant's limits
+	// are its overrides, else the flags; the limiters read them from the request's context.
 	var gate *tenants.Gate
 	var tenantStore *tenants.Store
 	if cfg.AdminToken != "" {
 		bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopBg()
 		if tenantStore, err = tenants.New(bg, js, tenants.Config{
-			// The lead wires OpsPerSecond, Streams and SubscribersPerChannel from the
-			// limiters' flags, and Config.Streams from the stream limiter's count.
-			Defaults:    tenants.Limits{Channels: cfg.ChannelsPerTenant, Devices: cfg.DevicesPerTenant},
+			Defaults: tenants.Limits{Channels: cfg.ChannelsPerTenant, Devices: cfg.DevicesPerTenant,
+				OpsPerSecond: int(cfg.TenantOpsPerSecond), Streams: cfg.StreamsPerTenant, SubscribersPerChannel: cfg.SubscribersPerChannel},
+			Streams:     func(id string) int { return streamLimit.Count(id) },
 			RetryBudget: budget,
 		}, log); err != nil {
 			return fmt.Errorf("ingest: %w", err)
+		}
+		slCfg.TenantLimit = tenantStore.StreamLimit
+		opLimits.Tenant = func(ctx context.Context) (string, float64, bool) {
+			t, ok := tenants.FromContext(ctx)
+			return t.ID, offIfZero(float64(t.Limits.OpsPerSecond)), ok
+		}
+		subQuota.Limit = func(ctx context.Context) (int, bool) {
+			t, ok := tenants.FromContext(ctx)
+			return int(offIfZero(float64(t.Limits.SubscribersPerChannel))), ok
 		}
 		gate = tenants.NewGate(cfg.AdminToken, tenantStore)
 		usageCtx, stopUsage := context.WithCancel(bg)
@@ -284,6 +314,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		// closed after 2 minutes, as on the HTTP listener.
 		grpc.ConnectionTimeout(10*time.Second),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 2 * time.Minute}))
+	streamLimit = streamlimit.New(slCfg)
 	inline := grpcapi.NewInline(interceptor)
 	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js), Limits: opLimits}
 	channelsAPI := &grpcapi.Channels{Store: chans, Devices: devs}
@@ -301,7 +332,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	streamsDone := make(chan struct{})
 	handler, err := httpapi.New(ctx, inline, httpapi.Options{
 		Token: token, Gate: gate, Ready: ready(deps.NC, js), Logger: log,
-		Streams: streams{devs, box}, KeepAlive: cfg.StreamKeepAlive, Done: streamsDone, Addrs: addrs,
+		Streams:   streams{devs, box, streamLimit},
+		KeepAlive: cfg.StreamKeepAlive, StreamWriteTimeout: cmp.Or(cfg.StreamWriteTimeout, DefaultStreamWriteTimeout), Done: streamsDone, Addrs: addrs,
 		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout,
 	})
 	if err != nil {
@@ -361,10 +393,35 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	return g.Wait()
 }
 
-// streams serves the live inbox routes from the device store and the inbox.
+// streams serves the live inbox routes from the device store and the inbox, within the
+// stream limits.
 type streams struct {
 	*devices.Store
 	*inbox.Inbox
+	limit *streamlimit.Limiter
+}
+
+// Open checks the device and admits one more live stream of it, within its own limit and its
+// tenant's (hosted mode).
+func (s streams) Open(ctx context.Context, deviceKey string) (func(), error) {
+	owner, err := s.Owner(ctx, deviceKey)
+	if err != nil {
+		return nil, err
+	}
+	t, _, err := tenants.OwnerTenant(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	return s.limit.Acquire(deviceKey, t.ID) // "" outside hosted mode: no tenant limit
+}
+
+// offIfZero maps a tenant's effective limit, where 0 is "none", to the limiters' convention,
+// where 0 is "the flag's default" and a negative value "none".
+func offIfZero(v float64) float64 {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // ready checks that the broker is connected and the streams exist.

@@ -125,9 +125,10 @@ var Codes = map[string]Spec{
 	"rate_limited":      {KindLimited, http.StatusTooManyRequests},
 	"too_many_attempts": {KindLimited, http.StatusTooManyRequests},
 	"quota_exceeded":    {KindForbidden, http.StatusForbidden},
+	"too_many_streams":  {KindLimited, http.StatusTooManyRequests},
 	"busy":              {KindUnavailable, http.StatusServiceUnavailable},
 
-	// Hosted mode (§8.1) .
+	// Hosted mode (§8.1).
 	"tenant_id_required":   {KindInvalid, http.StatusBadRequest},
 	"invalid_tenant_id":    {KindInvalid, http.StatusBadRequest},
 	"tenant_name_required": {KindInvalid, http.StatusBadRequest},

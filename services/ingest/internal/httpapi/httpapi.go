@@ -62,6 +62,9 @@ type Options struct {
 	Streams Streams
 	// KeepAlive is the keep-alive interval of idle streams (DefaultKeepAlive when 0).
 	KeepAlive time.Duration
+	// StreamWriteTimeout bounds each write of a stream and each wait for a WebSocket pong
+	// (DefaultStreamWriteTimeout when 0).
+	StreamWriteTimeout time.Duration
 	// Done, when closed, ends the open streams (the server is shutting down).
 	Done <-chan struct{}
 	// BodyTimeout and WriteTimeout are the deadlines of non-streaming requests

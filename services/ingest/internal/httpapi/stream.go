@@ -17,8 +17,10 @@ import (
 
 // Streams serves a device's inbox live. The ingest service implements it over PUSHGO_INBOX.
 type Streams interface {
-	// Check returns nil when deviceKey names a current device.
-	Check(ctx context.Context, deviceKey string) error
+	// Open admits one live stream of deviceKey: nil error when it names a current device and
+	// the stream limits (package streamlimit) allow one more. release must be called once when
+	// the stream ends.
+	Open(ctx context.Context, deviceKey string) (release func(), err error)
 	// Follow calls fn with the inbox items after sequence after, then with new ones, until ctx
 	// ends or fn fails.
 	Follow(ctx context.Context, deviceKey string, after uint64, fn func(*apiv1.InboxItem) error) error
@@ -30,26 +32,35 @@ type Streams interface {
 // WebSocket ping), below the idle timeouts of common proxies.
 const DefaultKeepAlive = 15 * time.Second
 
-// streamDevice checks a stream request and returns the device key, answering errors itself.
-func (h *handler) streamDevice(w http.ResponseWriter, r *http.Request) (string, bool) {
+// DefaultStreamWriteTimeout bounds each write (and flush) of a stream and the wait for a
+// WebSocket pong. A client that stops reading is dropped once its connection's buffers are
+// full and a write has waited this long; a WebSocket client that does not answer pings, within
+// the keep-alive interval plus this.
+const DefaultStreamWriteTimeout = 10 * time.Second
+
+// streamDevice checks a stream request and admits it, answering errors itself: the envelope
+// (e.g. 429 too_many_streams) before anything is streamed or upgraded. On success the caller
+// must call release when the stream ends.
+func (h *handler) streamDevice(w http.ResponseWriter, r *http.Request) (key string, release func(), ok bool) {
 	if r.Method != http.MethodGet {
 		writeError(w, apierr.Newf("method_not_allowed", "method %s is not allowed on %s", r.Method, r.URL.Path))
-		return "", false
+		return "", nil, false
 	}
 	if h.opts.Streams == nil {
 		writeError(w, apierr.Newf("route_not_found", "no route %s", r.URL.Path))
-		return "", false
+		return "", nil, false
 	}
 	key, verr := validate.DeviceKey(r.URL.Query().Get("device_key"))
 	if verr != nil {
 		writeError(w, verr)
-		return "", false
+		return "", nil, false
 	}
-	if err := h.opts.Streams.Check(r.Context(), key); err != nil {
+	release, err := h.opts.Streams.Open(r.Context(), key)
+	if err != nil {
 		writeError(w, apierr.FromError(err))
-		return "", false
+		return "", nil, false
 	}
-	return key, true
+	return key, release, true
 }
 
 // streamContext ends when the request does or the server begins to shut down.
@@ -87,15 +98,31 @@ func (h *handler) follow(ctx context.Context, key string, after uint64) (<-chan 
 // item still there and then new ones, each with id = its inbox seq. A client that reconnects
 // with Last-Event-ID (or ?last_event_id=) resumes after it. Items are not removed: ack them
 // with /messages/ack. Idle streams get a comment every KeepAlive.
+//
+// Each write and flush has the stream write timeout as its deadline; one that misses it (the
+// client stopped reading and the connection's buffers are full) ends the stream. Deadlines the
+// server set for the request (whole-body read, write) are cleared first: they are for
+// non-streaming routes.
 func (h *handler) sse(w http.ResponseWriter, r *http.Request) {
-	key, ok := h.streamDevice(w, r)
+	key, release, ok := h.streamDevice(w, r)
 	if !ok {
 		return
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, apierr.New("internal_error", "streaming unsupported"))
+	defer release()
+	rc := http.NewResponseController(w)
+	if err := clearDeadlines(rc); err != nil {
+		writeError(w, apierr.New("internal_error", "internal error"))
 		return
+	}
+	timeout := h.writeTimeout()
+	write := func(b []byte) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
 	}
 	lastID := r.Header.Get("Last-Event-ID")
 	if lastID == "" {
@@ -111,8 +138,9 @@ func (h *handler) sse(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte(": connected\n\n"))
-	flusher.Flush()
+	if write([]byte(": connected\n\n")) != nil {
+		return
+	}
 	tick := time.NewTicker(h.keepAlive())
 	defer tick.Stop()
 	for {
@@ -133,18 +161,29 @@ func (h *handler) sse(w http.ResponseWriter, r *http.Request) {
 				b = append(b, `{"error_code":`...)
 				b = appendString(b, e.Code)
 				b = append(b, "}\n\n"...)
-				_, _ = w.Write(b)
-				flusher.Flush()
+				_ = write(b)
 			}
 			return
 		case <-ctx.Done():
 			return
 		}
-		if _, err := w.Write(b); err != nil {
-			return
+		if write(b) != nil {
+			return // the client does not read, or has gone
 		}
-		flusher.Flush()
 	}
+}
+
+// clearDeadlines removes the read and write deadlines the server set on the connection for
+// this request: a stream lives longer than any request may take. A ResponseWriter that cannot
+// reach its connection (a wrapper without Unwrap, a test recorder) has none to clear.
+func clearDeadlines(rc *http.ResponseController) error {
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 // wsFrame is a frame a WebSocket client sends.
@@ -158,11 +197,16 @@ type wsFrame struct {
 // {"type":"ack","delivery_id"} (answered {"type":"acked","delivery_id","removed"}); acked items
 // are removed, unacked ones are sent again on the next connection. {"type":"ping"} is answered
 // {"type":"pong"}.
+//
+// Every write waits at most the stream write timeout, and every keep-alive ping at most that
+// long for its pong: a client that stops reading is dropped within the keep-alive interval
+// plus the write timeout. (Hijacking the connection clears the server's deadlines.)
 func (h *handler) ws(w http.ResponseWriter, r *http.Request) {
-	key, ok := h.streamDevice(w, r)
+	key, release, ok := h.streamDevice(w, r)
 	if !ok {
 		return
 	}
+	defer release()
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after_seq"), 10, 64)
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
@@ -172,6 +216,12 @@ func (h *handler) ws(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := h.streamContext(r)
 	defer cancel()
 	items, done := h.follow(ctx, key, after)
+	timeout := h.writeTimeout()
+	write := func(b []byte) error {
+		wctx, wcancel := context.WithTimeout(ctx, timeout)
+		defer wcancel()
+		return c.Write(wctx, websocket.MessageText, b)
+	}
 
 	go func() { // reader: acks and pings
 		defer cancel()
@@ -204,7 +254,7 @@ func (h *handler) ws(w http.ResponseWriter, r *http.Request) {
 			default:
 				reply = wsError("invalid_frame", "unknown frame type")
 			}
-			if err := c.Write(ctx, websocket.MessageText, reply); err != nil {
+			if err := write(reply); err != nil {
 				return
 			}
 		}
@@ -216,11 +266,11 @@ func (h *handler) ws(w http.ResponseWriter, r *http.Request) {
 		select {
 		case it := <-items:
 			b := append([]byte(`{"type":"message",`), appendMessage(nil, it.ProtoReflect())[1:]...)
-			if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+			if err := write(b); err != nil {
 				return
 			}
 		case <-tick.C:
-			pctx, pcancel := context.WithTimeout(ctx, h.keepAlive())
+			pctx, pcancel := context.WithTimeout(ctx, timeout)
 			err := c.Ping(pctx)
 			pcancel()
 			if err != nil {
@@ -229,7 +279,7 @@ func (h *handler) ws(w http.ResponseWriter, r *http.Request) {
 		case err := <-done:
 			if ctx.Err() == nil && err != nil && !errors.Is(err, context.Canceled) {
 				e := apierr.FromError(err)
-				_ = c.Write(ctx, websocket.MessageText, wsError(e.Code, e.Msg))
+				_ = write(wsError(e.Code, e.Msg))
 				_ = c.Close(websocket.StatusInternalError, e.Code)
 			}
 			return
@@ -246,6 +296,13 @@ func wsError(code, msg string) []byte {
 	b = append(b, `,"error":`...)
 	b = appendString(b, msg)
 	return append(b, '}')
+}
+
+func (h *handler) writeTimeout() time.Duration {
+	if h.opts.StreamWriteTimeout > 0 {
+		return h.opts.StreamWriteTimeout
+	}
+	return DefaultStreamWriteTimeout
 }
 
 func (h *handler) keepAlive() time.Duration {

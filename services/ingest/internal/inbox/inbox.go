@@ -1,13 +1,15 @@
 // Package inbox reads devices' inboxes in PUSHGO_INBOX (one subject per device): pull the
 // oldest items without removing them, remove one by its delivery id, and follow an inbox live
-// for the SSE and WebSocket streams. Removing deletes the message from the stream, so an acked
-// item never comes back, through any of them.
+// for the SSE and WebSocket streams (follow.go: no JetStream consumer, a core NATS doorbell).
+// Removing deletes the message from the stream, so an acked item never comes back, through
+// any of them.
 package inbox
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,15 +26,32 @@ type Inbox struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	opts   Options
+	bells  *doorbells
+	settle []time.Duration // defaultSettle; tests change it
+
+	// Tests only: testHookBacklogRead runs after Follow's first read of the backlog, before it
+	// waits for anything new; testHookIdle each time Follow waits with no re-read planned.
+	testHookBacklogRead, testHookIdle func()
+}
+
+// Options tune an Inbox; the zero value is the defaults.
+type Options struct {
+	// Resync is how often Follow reads the inbox again although no doorbell rang (DefaultResync
+	// when 0): the safety net for a doorbell that was lost.
+	Resync time.Duration
 }
 
 // New returns a reader of PUSHGO_INBOX.
-func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Inbox, error) {
+func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o Options) (*Inbox, error) {
 	st, err := js.Stream(ctx, bus.StreamInbox)
 	if err != nil {
 		return nil, fmt.Errorf("inbox stream: %w", err)
 	}
-	return &Inbox{nc: nc, js: js, stream: st}, nil
+	if o.Resync <= 0 {
+		o.Resync = DefaultResync
+	}
+	return &Inbox{nc: nc, js: js, stream: st, opts: o, bells: newDoorbells(nc), settle: defaultSettle}, nil
 }
 
 // Pull returns up to limit items of a device's inbox, oldest first, without removing them. It
@@ -77,47 +96,6 @@ func (b *Inbox) Ack(ctx context.Context, deviceKey, deliveryID string) (bool, er
 		return false, unavailable(err)
 	}
 	return true, nil
-}
-
-// Follow calls fn with every item of a device's inbox after sequence after, then with every new
-// one as it arrives, until ctx is done or fn fails. Items removed before they are reached are
-// skipped. It uses one ordered consumer for the duration of the call.
-func (b *Inbox) Follow(ctx context.Context, deviceKey string, after uint64, fn func(*apiv1.InboxItem) error) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.InboxSubject(deviceKey)}, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if after > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
-	}
-	cons, err := b.stream.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		return unavailable(err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return unavailable(err)
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return ctx.Err()
-			}
-			return unavailable(err)
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return err
-		}
-		item, err := decode(md.Sequence.Stream, m.Data())
-		if err != nil {
-			return err
-		}
-		if err := fn(item); err != nil {
-			return err
-		}
-	}
 }
 
 func decode(seq uint64, raw []byte) (*apiv1.InboxItem, error) {

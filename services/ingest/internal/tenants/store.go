@@ -505,3 +505,15 @@ func (s *Store) Effective(overrides *apiv1.TenantLimits) *apiv1.TenantLimits {
 	return &apiv1.TenantLimits{OpsPerSecond: u(l.OpsPerSecond), Channels: u(l.Channels), Devices: u(l.Devices),
 		Streams: u(l.Streams), SubscribersPerChannel: u(l.SubscribersPerChannel)}
 }
+
+// StreamLimit returns the effective live-stream limit of a tenant this store holds in memory
+// (0: none); false when it holds none, as for a tenant it has not looked up yet. It never calls
+// the broker, so the stream limiter may call it under its own bookkeeping.
+func (s *Store) StreamLimit(id string) (int, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e := s.tenants[id]; e != nil {
+		return e.tenant.Limits.Streams, true
+	}
+	return 0, false
+}
