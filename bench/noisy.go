@@ -36,14 +36,16 @@ type noisyResult struct {
 	retryAfterMissing  int
 	floodAllowed       float64 // what the limit lets through in floodElapsed (rate × t + burst)
 	victimP99RisePct   float64
+	// cpuAlone and cpuFlooded are the server's CPU (cores) during each phase.
+	cpuAlone, cpuFlooded float64
 }
 
 func (r *noisyResult) print() {
 	r.alone.print("victims")
 	r.flooded.print("flooded")
-	fmt.Printf("noisy: limit=%d/s flooder sent=%d (%.0f/s) accepted=%d (limit allows %.0f) refused_429=%d other=%d retry_after_missing=%d victim_p99_ms alone=%.2f flooded=%.2f rise_pct=%.1f\n",
+	fmt.Printf("noisy: limit=%d/s flooder sent=%d (%.0f/s) accepted=%d (limit allows %.0f) refused_429=%d other=%d retry_after_missing=%d victim_p99_ms alone=%.2f flooded=%.2f rise_pct=%.1f server_cores alone=%.2f flooded=%.2f\n",
 		r.limit, r.floodSent, float64(r.floodSent)/r.floodElapsed.Seconds(), r.floodOK, r.floodAllowed, r.floodRefused, r.floodOther,
-		r.retryAfterMissing, ms(r.alone.p99), ms(r.flooded.p99), r.victimP99RisePct)
+		r.retryAfterMissing, ms(r.alone.p99), ms(r.flooded.p99), r.victimP99RisePct, r.cpuAlone, r.cpuFlooded)
 }
 
 // runNoisy starts its own server with a per-channel limit (other limits off) and measures the
@@ -64,10 +66,11 @@ func runNoisy(ctx context.Context, o options) (*noisyResult, error) {
 	// Warm up the victims (credential cache, connections).
 	drivePaced(ctx, srv.url, victims, noisyVictimRate, time.Now().Add(2*time.Second))
 
-	t0 := time.Now()
+	cpu0, t0 := srv.cpu(), time.Now()
 	lat, sent, errs := drivePaced(ctx, srv.url, victims, noisyVictimRate, t0.Add(o.noisyDuration))
 	r.alone = &result{}
 	summarise(r.alone, lat, sent, errs, time.Since(t0))
+	r.cpuAlone = (srv.cpu() - cpu0).Seconds() / time.Since(t0).Seconds()
 	r.victimErrors += errs
 
 	floodDone := make(chan struct{})
@@ -75,10 +78,11 @@ func runNoisy(ctx context.Context, o options) (*noisyResult, error) {
 		defer close(floodDone)
 		r.flood(ctx, srv.url, flooder, float64(noisyFloodMultiple*o.noisyLimit), time.Now().Add(o.noisyDuration))
 	}()
-	t0 = time.Now()
+	cpu0, t0 = srv.cpu(), time.Now()
 	lat, sent, errs = drivePaced(ctx, srv.url, victims, noisyVictimRate, t0.Add(o.noisyDuration))
 	r.flooded = &result{}
 	summarise(r.flooded, lat, sent, errs, time.Since(t0))
+	r.cpuFlooded = (srv.cpu() - cpu0).Seconds() / time.Since(t0).Seconds()
 	r.victimErrors += errs
 	<-floodDone
 	// A token bucket of rate L and burst 2L admits at most L·t + 2L in t.
