@@ -10,9 +10,10 @@
 //     channel ids are 128 random bits, so they cannot be enumerated);
 //  2. a password already proven right (the verified-credential cache) is accepted without
 //     Check: no counter locks out a channel's known credential;
-//  3. Check takes one token from the budget of (channel, address) — every password that is
-//     about to be hashed costs one, right or wrong, so concurrent guesses cannot overshoot the
-//     budget — and refuses when none is left;
+//  3. Check takes one token from the budget of (channel, address) — every verification about
+//     to be hashed costs one, right or wrong, so concurrent guesses cannot overshoot the
+//     budget; concurrent requests with the same password share one verification and one
+//     token — and refuses when none is left;
 //  4. after the hash, Failed or Succeeded: a failure that empties the budget starts a lockout;
 //     a success ends the streak of lockouts.
 //

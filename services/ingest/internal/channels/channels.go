@@ -163,10 +163,13 @@ func (s *Store) Authorize(ctx context.Context, channelID, password string) (*bus
 	if good != nil && hmac.Equal(good, mac) {
 		return e.rec, nil
 	}
-	if err := s.guards.Attempts.Check(ctx, channelID); err != nil {
-		return nil, err
-	}
 	v, err, _ := s.sf.Do(string(mac), func() (any, error) {
+		// One verification costs one check of the budget, however many requests with the same
+		// password share it: a client that sends its first requests to a channel in parallel
+		// must not lock itself out, while every distinct guess still costs one.
+		if err := s.guards.Attempts.Check(ctx, channelID); err != nil {
+			return nil, err
+		}
 		// The callers sharing this verification must not fail because the first one left: the
 		// wait for a slot is bounded by the pool anyway.
 		var ok bool
@@ -177,7 +180,7 @@ func (s *Store) Authorize(ctx context.Context, channelID, password string) (*bus
 		return ok, verr
 	})
 	if ae, ok := apierr.As(err); ok {
-		return nil, ae // busy
+		return nil, ae // busy, too_many_attempts
 	}
 	if err != nil {
 		return nil, fmt.Errorf("verify password of %s: %w", channelID, err)

@@ -158,6 +158,43 @@ func from(t *testing.T, ip string) context.Context {
 	return clientaddr.NewContext(t.Context(), clientaddr.Addr{IP: netip.MustParseAddr(ip)})
 }
 
+// TestParallelFirstRequestsDoNotLockOut: a client whose first requests to a channel arrive in
+// parallel with the right password shares one verification, and so spends one check of its
+// budget, not one per request (the fan-out benchmark, 16 subscribes at once, locked itself out).
+func TestParallelFirstRequestsDoNotLockOut(t *testing.T) {
+	t.Parallel()
+	s, calls := newGuardedStore(t, Guards{Attempts: attempts.New(membucket.New(membucket.Options{}), 2, nil), Hashes: hashpool.New(2, 0)})
+	rec, err := s.Create(t.Context(), "c", "secret-123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A hash as slow as argon2id on a loaded machine, so that all requests arrive while it runs.
+	verify := s.verify
+	s.verify = func(hash, password string) (bool, error) {
+		<-time.After(200 * time.Millisecond)
+		return verify(hash, password)
+	}
+	ctx := from(t, "203.0.113.5")
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			_, err := s.Authorize(ctx, rec.GetChannelId(), "secret-123")
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a parallel first request with the right password: %v", err)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d verifications, want 1 shared", n)
+	}
+}
+
 func TestGuessingIsThrottledButTheKnownPasswordWorks(t *testing.T) {
 	t.Parallel()
 	s, calls := newGuardedStore(t, Guards{Attempts: attempts.New(membucket.New(membucket.Options{}), 3, nil), Hashes: hashpool.New(2, 0)})
