@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
@@ -483,15 +481,7 @@ func TestWebhookFailureIs503AndReplayRedrivesOnlyTheFailed(t *testing.T) {
 // opReceipts reads the receipts kept with an op straight from the ops bucket, by route.
 func opReceipts(t *testing.T, g *gateway, ch, opID string) map[string]string {
 	t.Helper()
-	nc, err := nats.Connect(g.ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := g.jetStream(t)
 	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"pushgo.dev/gateway/proto/bus/bustest"
 )
@@ -201,6 +202,22 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	})
 	g.waitReady(t)
 	return g
+}
+
+// jetStream is a JetStream client of the test's broker, on a connection of its own that is
+// closed when the test ends.
+func (g *gateway) jetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(g.ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 func (g *gateway) waitReady(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"pushgo.dev/gateway/proto/bus"
 )
@@ -35,15 +34,7 @@ func (g *gateway) natsConn(t testing.TB, svc string) *nats.Conn {
 // inboxConsumers counts the JetStream consumers of PUSHGO_INBOX.
 func (g *gateway) inboxConsumers(t testing.TB) int {
 	t.Helper()
-	nc, err := nats.Connect(g.ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := g.jetStream(t)
 	st, err := js.Stream(t.Context(), bus.StreamInbox)
 	if err != nil {
 		t.Fatal(err)

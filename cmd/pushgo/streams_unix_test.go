@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
@@ -113,15 +111,7 @@ func TestStreamsDropClientsThatDoNotRead(t *testing.T) {
 // fillInbox appends n items of size bytes each to a device's inbox, as dispatch would.
 func fillInbox(t *testing.T, g *gateway, key string, n, size int) {
 	t.Helper()
-	nc, err := nats.Connect(g.ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := g.jetStream(t)
 	filler := strings.Repeat("x", size)
 	for range n {
 		id := make([]byte, 16)

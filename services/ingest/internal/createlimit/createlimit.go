@@ -16,16 +16,12 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
 )
 
-// Limiter is the token-bucket store the budgets live in: the limiter shared over NATS, or the
-// in-process membucket.Buckets.
+// Limiter is the token-bucket store the budgets live in (the limiter shared over NATS): all
+// a create budget needs of it.
 type Limiter interface {
-	// Allow takes one token from key's bucket (refilled at rate tokens per second, capacity burst) if
-	// one is there; otherwise it reports how long until one will be.
+	// Allow takes one token from key's bucket (refilled at rate tokens per second, capacity
+	// burst) if one is there; otherwise it reports how long until one will be.
 	Allow(key string, rate, burst float64) (ok bool, retryAfter time.Duration)
-	// Peek reports the same without taking a token.
-	Peek(key string, rate, burst float64) (ok bool, retryAfter time.Duration)
-	// Charge takes n tokens whatever is left; the bucket may go negative, which lengthens the wait.
-	Charge(key string, rate, burst, n float64)
 }
 
 // Creates is the per-address create budget. A nil *Creates (the limit off) allows everything.
