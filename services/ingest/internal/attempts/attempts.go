@@ -34,8 +34,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
 )
 
-// Limiter is the token-bucket store the budgets live in: the limiter shared over NATS, or the
-// in-process membucket.Buckets.
+// Limiter is the token-bucket store the budgets live in: the limiter shared over NATS.
 type Limiter interface {
 	// Allow takes one token from key's bucket (refilled at rate tokens per second, capacity burst) if
 	// one is there; otherwise it reports how long until one will be.
@@ -164,7 +163,9 @@ func (g *Guard) Failed(ctx context.Context, channelID string) {
 	s.until = now.Add(lock)
 	g.mu.Unlock()
 	if extra := lock - wait; extra > 0 {
-		g.lim.Charge(k, g.rate, g.burst, extra.Seconds()*g.rate)
+		// A hair less than the exact debt: float rounding must not make the lockout end a
+		// nanosecond late, which Retry-After (whole seconds, rounded up) would show as a second.
+		g.lim.Charge(k, g.rate, g.burst, extra.Seconds()*g.rate-1e-9)
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
-	"pushgo.dev/gateway/services/ingest/internal/membucket"
+	"pushgo.dev/gateway/services/ingest/internal/ratelimit"
 )
 
 func TestLockoutSchedule(t *testing.T) {
@@ -129,7 +129,7 @@ func TestBackOff(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := &clock{t: time.Unix(1_700_000_000, 0)}
-			g := New(membucket.New(membucket.Options{Now: c.now}), 10, c.now)
+			g := New(ratelimit.NewLocal(ratelimit.Options{Now: c.now}), 10, c.now)
 			for i, s := range tt.steps {
 				c.t = c.t.Add(s.advance)
 				got := 0
@@ -147,7 +147,7 @@ func TestBackOff(t *testing.T) {
 func TestChannelsAreSeparateAndExemptAndOff(t *testing.T) {
 	t.Parallel()
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	g := New(membucket.New(membucket.Options{Now: c.now}), 2, c.now)
+	g := New(ratelimit.NewLocal(ratelimit.Options{Now: c.now}), 2, c.now)
 	ctx := from(t, "2001:db8:1:2::1", false)
 	for range 2 {
 		try(t, g, ctx, "A", false)
@@ -169,7 +169,7 @@ func TestChannelsAreSeparateAndExemptAndOff(t *testing.T) {
 		}
 	}
 	var off *Guard
-	if New(membucket.New(membucket.Options{}), 0, nil) != nil {
+	if New(ratelimit.NewLocal(ratelimit.Options{}), 0, nil) != nil {
 		t.Fatal("0 per minute is not off")
 	}
 	for range 20 {

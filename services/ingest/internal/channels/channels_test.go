@@ -18,7 +18,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
 	"pushgo.dev/gateway/services/ingest/internal/createlimit"
 	"pushgo.dev/gateway/services/ingest/internal/hashpool"
-	"pushgo.dev/gateway/services/ingest/internal/membucket"
+	"pushgo.dev/gateway/services/ingest/internal/ratelimit"
 )
 
 func TestMain(m *testing.M) {
@@ -163,7 +163,7 @@ func from(t *testing.T, ip string) context.Context {
 // budget, not one per request (the fan-out benchmark, 16 subscribes at once, locked itself out).
 func TestParallelFirstRequestsDoNotLockOut(t *testing.T) {
 	t.Parallel()
-	s, calls := newGuardedStore(t, Guards{Attempts: attempts.New(membucket.New(membucket.Options{}), 2, nil), Hashes: hashpool.New(2, 0)})
+	s, calls := newGuardedStore(t, Guards{Attempts: attempts.New(ratelimit.NewLocal(ratelimit.Options{}), 2, nil), Hashes: hashpool.New(2, 0)})
 	rec, err := s.Create(t.Context(), "c", "secret-123")
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func TestParallelFirstRequestsDoNotLockOut(t *testing.T) {
 
 func TestGuessingIsThrottledButTheKnownPasswordWorks(t *testing.T) {
 	t.Parallel()
-	s, calls := newGuardedStore(t, Guards{Attempts: attempts.New(membucket.New(membucket.Options{}), 3, nil), Hashes: hashpool.New(2, 0)})
+	s, calls := newGuardedStore(t, Guards{Attempts: attempts.New(ratelimit.NewLocal(ratelimit.Options{}), 3, nil), Hashes: hashpool.New(2, 0)})
 	rec, err := s.Create(t.Context(), "c", "secret-123")
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func TestBusyWhenEveryHashSlotIsTaken(t *testing.T) {
 
 func TestCreatesPerAddress(t *testing.T) {
 	t.Parallel()
-	s, _ := newGuardedStore(t, Guards{Creates: createlimit.New(membucket.New(membucket.Options{}), 2)})
+	s, _ := newGuardedStore(t, Guards{Creates: createlimit.New(ratelimit.NewLocal(ratelimit.Options{}), 2)})
 	a := from(t, "203.0.113.1")
 	for range 2 {
 		if _, err := s.Create(a, "c", "secret-123"); err != nil {

@@ -8,14 +8,14 @@ import (
 
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
-	"pushgo.dev/gateway/services/ingest/internal/membucket"
+	"pushgo.dev/gateway/services/ingest/internal/ratelimit"
 )
 
 func TestCheck(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
-	c := New(membucket.New(membucket.Options{Now: clock}), 3)
+	c := New(ratelimit.NewLocal(ratelimit.Options{Now: clock}), 3)
 	at := func(ip string, exempt bool) context.Context {
 		return clientaddr.NewContext(t.Context(), clientaddr.Addr{IP: netip.MustParseAddr(ip), Exempt: exempt})
 	}
@@ -53,7 +53,7 @@ func TestCheck(t *testing.T) {
 		}
 	}
 	var off *Creates
-	if New(membucket.New(membucket.Options{}), 0) != nil || off.Check(t.Context()) != nil {
+	if New(ratelimit.NewLocal(ratelimit.Options{}), 0) != nil || off.Check(t.Context()) != nil {
 		t.Fatal("0 per minute is not off")
 	}
 }

@@ -14,7 +14,7 @@
 //   - two instances can both spend a token the other has not heard of yet, at most about
 //     rate·Interval tokens per other instance per interval;
 //   - at a cold start each instance may spend the whole burst before hearing of the others;
-//   - both excesses are repaid: a bucket goes below zero (down to -16·burst) and refills from
+//   - both excesses are repaid: a bucket goes below zero (down to -64·burst) and refills from
 //     there, so over a window W the instances together admit rate·W + burst, plus what was
 //     spent twice in the last interval and not yet repaid. Once W exceeds the time the
 //     cold-start bursts take to repay ((N-1)·burst/rate, 2 s for two instances at a burst of
@@ -74,8 +74,9 @@ const (
 const MaxKeyLen = 200
 
 // debtBursts bounds how far below zero a bucket may go, in bursts: enough to repay every
-// instance's cold-start burst, and it bounds the longest wait at 17·burst/rate.
-const debtBursts = 16
+// instance's cold-start burst and to hold the longest lockout of package attempts (1 h is 60
+// bursts of a per-minute budget); it bounds the longest wait at 65·burst/rate.
+const debtBursts = 64
 
 // sweepEvery is how many intervals pass between evictions of full buckets.
 const sweepEvery = 10
@@ -131,15 +132,45 @@ type bucket struct {
 	dirty       bool      // in its shard's dirty list
 }
 
+// NewLocal returns a limiter of this process alone (tests, and a gateway without peers).
+func NewLocal(opts Options) *Limiter {
+	l := newLimiter(nil, opts)
+	go l.loop()
+	return l
+}
+
 // New returns a limiter whose consumption is shared with every other Limiter on nc's NATS;
 // with nc nil it is local to this process. log receives problems of the announcements (at
 // debug and warn level).
 func New(nc *nats.Conn, log *slog.Logger, opts Options) (*Limiter, error) {
+	l := newLimiter(log, opts)
+	if nc != nil {
+		l.nc = nc
+		// The instance id tells an instance its own announcements.
+		if _, err := rand.Read(l.id[:]); err != nil {
+			return nil, fmt.Errorf("ratelimit: instance id: %w", err)
+		}
+		if mp := int(nc.MaxPayload()); mp > 0 {
+			l.maxMsg = max(minMessageBytes, min(l.maxMsg, mp-1024))
+		}
+		sub, err := nc.Subscribe(bus.RateLimitSubject, l.onMessage)
+		if err != nil {
+			return nil, fmt.Errorf("ratelimit: subscribe %s: %w", bus.RateLimitSubject, err)
+		}
+		l.sub = sub
+		l.sharing.Store(true)
+	}
+	go l.loop()
+	return l, nil
+}
+
+// newLimiter is a limiter with opts' defaults filled in, not yet running.
+func newLimiter(log *slog.Logger, opts Options) *Limiter {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &Limiter{
-		nc: nc, log: log, now: opts.Now, seed: maphash.MakeSeed(),
+		log: log, now: opts.Now, seed: maphash.MakeSeed(),
 		interval: opts.Interval, maxMsg: opts.MaxMessageBytes,
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -161,22 +192,7 @@ func New(nc *nats.Conn, log *slog.Logger, opts Options) (*Limiter, error) {
 	for i := range l.shards {
 		l.shards[i].buckets = map[string]*bucket{}
 	}
-	if _, err := rand.Read(l.id[:]); err != nil {
-		return nil, fmt.Errorf("ratelimit: instance id: %w", err)
-	}
-	if nc != nil {
-		if mp := int(nc.MaxPayload()); mp > 0 {
-			l.maxMsg = max(minMessageBytes, min(l.maxMsg, mp-1024))
-		}
-		sub, err := nc.Subscribe(bus.RateLimitSubject, l.onMessage)
-		if err != nil {
-			return nil, fmt.Errorf("ratelimit: subscribe %s: %w", bus.RateLimitSubject, err)
-		}
-		l.sub = sub
-		l.sharing.Store(true)
-	}
-	go l.loop()
-	return l, nil
+	return l
 }
 
 // Close stops the limiter: it announces what is left to announce and stops listening. Allow,
@@ -240,7 +256,7 @@ func (l *Limiter) Peek(key string, rate, burst float64) (ok bool, retryAfter tim
 	return false, b.wait()
 }
 
-// Charge takes n tokens whatever is left; the bucket may go negative (down to -16·burst),
+// Charge takes n tokens whatever is left; the bucket may go negative (down to -64·burst),
 // which lengthens the wait. n ≤ 0 (or NaN) does nothing.
 func (l *Limiter) Charge(key string, rate, burst, n float64) {
 	if !limited(rate) || !(n > 0) {

@@ -101,10 +101,10 @@ func TestBucketMaths(t *testing.T) {
 			{advance: 3 * time.Second, do: "peek", wantOK: false, wantWait: 500 * time.Millisecond},
 			{advance: 500 * time.Millisecond, do: "allow", wantOK: true},
 		}},
-		{"debt stops at 16 bursts", rate, burst, []step{
+		{"debt stops at 64 bursts", rate, burst, []step{
 			{do: "charge", n: 1e9},
-			// -64: 65 tokens to go at 2/s.
-			{do: "allow", wantOK: false, wantWait: 32500 * time.Millisecond},
+			// -256: 257 tokens to go at 2/s.
+			{do: "allow", wantOK: false, wantWait: 128500 * time.Millisecond},
 		}},
 		{"what another instance took is subtracted", rate, burst, []step{
 			{do: "remote", n: 3},
