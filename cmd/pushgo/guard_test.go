@@ -126,14 +126,7 @@ func TestConcurrentWrongPasswordsKeepMemoryBounded(t *testing.T) {
 		wg.Go(func() {
 			for j := range rounds {
 				r := g.post(t, "/event/list", obj{"channel_id": victim, "password": fmt.Sprintf("guess-%d-%d", i, j)})
-				switch {
-				case r.status == http.StatusForbidden && r.code() == "password_mismatch":
-					mismatch.Add(1)
-				case r.status == http.StatusServiceUnavailable && r.code() == "busy" && r.header.Get("Retry-After") == "1":
-					busy.Add(1)
-				default:
-					bad <- fmt.Sprintf("%d %s (Retry-After %q)", r.status, r.raw, r.header.Get("Retry-After"))
-				}
+				countWrongPassword(r, &mismatch, &busy, bad)
 			}
 		})
 	}
@@ -181,14 +174,7 @@ func TestBusyWhenHashingIsSaturated(t *testing.T) {
 			if took := time.Since(start).Milliseconds(); took > slowest.Load() {
 				slowest.Store(took)
 			}
-			switch {
-			case r.status == http.StatusForbidden && r.code() == "password_mismatch":
-				mismatch.Add(1)
-			case r.status == http.StatusServiceUnavailable && r.code() == "busy" && r.header.Get("Retry-After") == "1":
-				busy.Add(1)
-			default:
-				bad <- fmt.Sprintf("%d %s (Retry-After %q)", r.status, r.raw, r.header.Get("Retry-After"))
-			}
+			countWrongPassword(r, &mismatch, &busy, bad)
 		})
 	}
 	wg.Wait()
@@ -341,5 +327,18 @@ func TestGRPCPeerIsTheClientAddress(t *testing.T) {
 	// REST from the same address shares the budget.
 	if r := g.post(t, "/channel/create", obj{"channel_name": "h", "password": "secret-123"}); r.code() != "rate_limited" {
 		t.Fatalf("REST create from the gRPC client's address: %d %s", r.status, r.raw)
+	}
+}
+
+// countWrongPassword counts an answer to a wrong password: 403 password_mismatch, or 503 busy
+// with Retry-After 1; anything else is reported on bad.
+func countWrongPassword(r response, mismatch, busy *atomic.Int32, bad chan<- string) {
+	switch {
+	case r.status == http.StatusForbidden && r.code() == "password_mismatch":
+		mismatch.Add(1)
+	case r.status == http.StatusServiceUnavailable && r.code() == "busy" && r.header.Get("Retry-After") == "1":
+		busy.Add(1)
+	default:
+		bad <- fmt.Sprintf("%d %s (Retry-After %q)", r.status, r.raw, r.header.Get("Retry-After"))
 	}
 }

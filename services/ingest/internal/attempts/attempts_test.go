@@ -3,6 +3,7 @@ package attempts
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,9 +34,23 @@ func TestLockoutSchedule(t *testing.T) {
 	}
 }
 
-type clock struct{ t time.Time }
+// clock is a fake clock; the limiter's background sweep reads it too, hence the lock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *clock) now() time.Time { return c.t }
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
 
 func from(t *testing.T, ip string, exempt bool) context.Context {
 	return clientaddr.NewContext(t.Context(), clientaddr.Addr{IP: netip.MustParseAddr(ip), Exempt: exempt})
@@ -131,7 +146,7 @@ func TestBackOff(t *testing.T) {
 			c := &clock{t: time.Unix(1_700_000_000, 0)}
 			g := New(ratelimit.NewLocal(ratelimit.Options{Now: c.now}), 10, c.now)
 			for i, s := range tt.steps {
-				c.t = c.t.Add(s.advance)
+				c.add(s.advance)
 				got := 0
 				for range max(1, s.times) {
 					got = try(t, g, from(t, s.addr, false), "CH", s.right)

@@ -3,6 +3,7 @@ package createlimit
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,8 +14,10 @@ import (
 
 func TestCheck(t *testing.T) {
 	t.Parallel()
-	now := time.Unix(1_700_000_000, 0)
-	clock := func() time.Time { return now }
+	// A fake clock; the limiter's background sweep reads it too, hence atomic.
+	var now atomic.Int64
+	now.Store(time.Unix(1_700_000_000, 0).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
 	c := New(ratelimit.NewLocal(ratelimit.Options{Now: clock}), 3)
 	at := func(ip string, exempt bool) context.Context {
 		return clientaddr.NewContext(t.Context(), clientaddr.Addr{IP: netip.MustParseAddr(ip), Exempt: exempt})
@@ -47,7 +50,7 @@ func TestCheck(t *testing.T) {
 		{"no address: one shared key", 0, t.Context(), 0},
 	}
 	for _, tt := range tests { // in order: the steps share the buckets
-		now = now.Add(tt.advance)
+		now.Add(int64(tt.advance))
 		if got := retry(tt.ctx); got != tt.want {
 			t.Fatalf("%s: Retry-After %d, want %d", tt.name, got, tt.want)
 		}
