@@ -31,6 +31,11 @@ func (e *Error) Status() *status.Status {
 	return st
 }
 
+// GRPCStatus makes an *Error a gRPC status error: a gRPC server answers it as Status, while
+// an in-process caller (the REST gateway through grpcapi.Inline) gets the *Error itself and
+// skips building and parsing the status's details.
+func (e *Error) GRPCStatus() *status.Status { return e.Status() }
+
 // FromStatus recovers the API error from a gRPC status made by Status. A status from elsewhere
 // (no ErrorInfo of ours) is mapped by its code.
 func FromStatus(st *status.Status) *Error {

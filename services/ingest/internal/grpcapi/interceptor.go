@@ -32,7 +32,7 @@ func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger)
 		defer func() {
 			if r := recover(); r != nil {
 				log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-				resp, err = nil, apierr.New("internal_error", "internal error").Status().Err()
+				resp, err = nil, apierr.New("internal_error", "internal error")
 			}
 		}()
 		if _, ok := clientaddr.FromContext(ctx); !ok {
@@ -51,7 +51,7 @@ func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger)
 				}
 			}
 			if !token.Check(header) {
-				return nil, apierr.New("authentication_failed", "authentication failed: send Authorization: Bearer <token>").Status().Err()
+				return nil, apierr.New("authentication_failed", "authentication failed: send Authorization: Bearer <token>")
 			}
 		}
 		resp, err = handler(ctx, req)
@@ -60,7 +60,7 @@ func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger)
 			if e.Code == "internal_error" || e.Code == "unavailable" {
 				log.Warn("request failed", "method", info.FullMethod, "code", e.Code, "err", err)
 			}
-			return nil, e.Status().Err()
+			return nil, e // a status error for gRPC (Error.GRPCStatus), itself in process
 		}
 		return resp, nil
 	}

@@ -136,6 +136,9 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 
 // gatewayError recovers the API error from what the gateway hands its error handler.
 func gatewayError(err error) *apierr.Error {
+	if e, ok := apierr.As(err); ok { // in process: the handler's own error
+		return e
+	}
 	if st, ok := status.FromError(err); ok {
 		return apierr.FromStatus(st)
 	}
