@@ -32,6 +32,7 @@ type options struct {
 	idle           time.Duration
 	noisyDuration  time.Duration
 	noisyLimit     int
+	noisyOnly      bool
 }
 
 func main() {
@@ -47,8 +48,9 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "directory to write CPU and allocation profiles of the server to")
 	flag.BoolVar(&o.keep, "keep", false, "keep the server's data directory")
 	flag.DurationVar(&o.idle, "idle", 15*time.Second, "how long to watch the idle server after the lifecycle load (CPU, RSS)")
-	flag.DurationVar(&o.noisyDuration, "noisy-duration", 10*time.Second, "length of each phase of the noisy-neighbour scenario (0 skips it)")
+	flag.DurationVar(&o.noisyDuration, "noisy-duration", 15*time.Second, "measured time of each side of the noisy-neighbour scenario (victims alone, flooded), split over 3 rounds (0 skips it)")
 	flag.IntVar(&o.noisyLimit, "noisy-limit", 100, "--channel-ops-per-second of the noisy-neighbour scenario; the flooder sends 10x")
+	flag.BoolVar(&o.noisyOnly, "noisy-only", false, "run only the noisy-neighbour scenario")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -62,6 +64,14 @@ func main() {
 func run(ctx context.Context, o options) error {
 	if _, err := os.Stat(o.pushgo); err != nil {
 		return fmt.Errorf("%s: %w (run make build)", o.pushgo, err)
+	}
+	if o.noisyOnly {
+		noisy, err := runNoisy(ctx, o)
+		if err != nil {
+			return fmt.Errorf("noisy: %w", err)
+		}
+		noisy.print()
+		return nil
 	}
 	var base *result
 	if o.baseline > 0 {

@@ -116,6 +116,9 @@ type gatewayOpts struct {
 	// the default write timeout).
 	streamsPerDevice, streamsPerTenant int
 	streamWriteTimeout                 time.Duration
+	// retryHold is --retry-hold (0: off, unlike the flag's default: tests come straight back
+	// after a 429 on purpose).
+	retryHold time.Duration
 }
 
 type gateway struct {
@@ -169,6 +172,7 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	cfg.ingest.Bus, cfg.lifecycle.Bus, cfg.dispatch.Bus = cfg.bus, cfg.bus, cfg.bus
 	cfg.ingest.HashConcurrency, cfg.ingest.PasswordFailuresPerMinute, cfg.ingest.CreatesPerMinute = o.hashConcurrency, o.passwordFailuresPerMinute, o.createsPerMinute
 	cfg.ingest.TrustedProxies, cfg.ingest.LimitExempt = o.trustedProxies, o.limitExempt
+	cfg.ingest.RetryHold = o.retryHold
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -68,6 +69,55 @@ func TestChannelOverItsRateLimit(t *testing.T) {
 	})
 	if d := again.data(t); again.status != http.StatusOK || d["applied"] != true || d["version"] != 1.0 {
 		t.Fatalf("retry of the refused op: %d %s", again.status, again.raw)
+	}
+}
+
+// TestRetryAfterIgnored: a client that comes straight back on its connection after a 429 is
+// held there until its Retry-After is over (--retry-hold), then served, while another
+// connection is not held.
+func TestRetryAfterIgnored(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gatewayOpts{channelOpsPerSecond: 1, retryHold: 2 * time.Second}) // burst 2
+	flooded, calm := g.channel(t), g.channel(t)
+	refused := false
+	for i := 0; i < 50 && !refused; i++ { // http.DefaultClient: one keep-alive connection
+		r := g.post(t, "/event/create", createBody(flooded, obj{"op_id": fmt.Sprint("flood-", i)}))
+		switch {
+		case r.status == http.StatusTooManyRequests && r.code() == "rate_limited":
+			if s := retryAfter(t, r); s != 1 {
+				t.Fatalf("Retry-After %d, want 1", s)
+			}
+			refused = true
+		case r.status != http.StatusOK:
+			t.Fatalf("op %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if !refused {
+		t.Fatal("50 ops in a row on a channel limited to 1 op/s were all accepted")
+	}
+
+	// Another connection, straight after: served, and not held (the hold would take ~1 s).
+	other := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(other.CloseIdleConnections)
+	body := mustJSON(t, createBody(calm, obj{"op_id": "calm"}))
+	resp, err := other.Post(g.url+"/event/create", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("another connection's op: %d", resp.StatusCode)
+	}
+
+	// The refused connection comes straight back: held to the end of the Retry-After, and
+	// then handled, by which time the bucket has the token it was waiting for.
+	start := time.Now()
+	r := g.post(t, "/event/create", createBody(flooded, obj{"op_id": "after-the-hold"}))
+	if held := time.Since(start); held < 500*time.Millisecond {
+		t.Fatalf("answered %d after %v: not held", r.status, held)
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("the op after the hold: %d %s", r.status, r.raw)
 	}
 }
 

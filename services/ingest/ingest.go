@@ -37,6 +37,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/quota"
 	"pushgo.dev/gateway/services/ingest/internal/ratelimit"
 	"pushgo.dev/gateway/services/ingest/internal/reader"
+	"pushgo.dev/gateway/services/ingest/internal/retryhold"
 	"pushgo.dev/gateway/services/ingest/internal/streamlimit"
 	"pushgo.dev/gateway/services/ingest/internal/tenants"
 )
@@ -72,6 +73,8 @@ const (
 	// DefaultCreatesPerMinute is the budget of channel and device creates per client address
 	// (DESIGN.md §8.2).
 	DefaultCreatesPerMinute = 60
+	// DefaultRetryHold is the longest a request that ignores a Retry-After is held.
+	DefaultRetryHold = retryhold.DefaultMax
 	// DefaultStreamsPerDevice and DefaultStreamsPerTenant bound live streams (DESIGN.md §8.2):
 	// a phone, a desktop and a few tabs per device; a hosted tenant's whole fleet.
 	DefaultStreamsPerDevice = 8
@@ -140,6 +143,10 @@ type Config struct {
 	// TrustedProxies (comma-separated CIDRs) are the peers whose X-Forwarded-For names the
 	// client; LimitExempt (CIDRs) are clients the per-address limits skip.
 	TrustedProxies, LimitExempt string
+	// RetryHold is the longest a direct client's request is held when it comes back on a
+	// connection before the Retry-After it was given there has passed (package retryhold);
+	// 0 is never.
+	RetryHold time.Duration
 
 	// AdminToken, when set, makes this a hosted gateway (DESIGN.md §8.1): the admin routes
 	// /admin/tenant/* take it as "Authorization: Bearer <admin token>", every other route but
@@ -153,7 +160,7 @@ type Config struct {
 // Validate reports a configuration that cannot run.
 func (c Config) Validate() error {
 	if c.DispatchWait < 0 || c.RetryBudget < 0 || c.ShutdownGrace < 0 || c.BodyTimeout < 0 || c.WriteTimeout < 0 ||
-		c.StreamWriteTimeout < 0 {
+		c.StreamWriteTimeout < 0 || c.RetryHold < 0 {
 		return errors.New("ingest: durations must not be negative")
 	}
 	if c.Token != "" && c.AdminToken != "" {
@@ -330,11 +337,15 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		}
 	}
 	streamsDone := make(chan struct{})
+	var hold *retryhold.Holder
+	if cfg.RetryHold > 0 {
+		hold = retryhold.New(cfg.RetryHold)
+	}
 	handler, err := httpapi.New(ctx, inline, httpapi.Options{
 		Token: token, Gate: gate, Ready: ready(deps.NC, js), Logger: log,
 		Streams:   streams{devs, box, streamLimit},
 		KeepAlive: cfg.StreamKeepAlive, StreamWriteTimeout: cmp.Or(cfg.StreamWriteTimeout, DefaultStreamWriteTimeout), Done: streamsDone, Addrs: addrs,
-		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout,
+		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout, Hold: hold,
 	})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
@@ -355,7 +366,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	// Headers and idle keep-alive connections are bounded here; bodies and answers per request in
 	// httpapi (a server-wide ReadTimeout/WriteTimeout would also cut the live streams).
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ConnContext: retryhold.ConnContext}
 	grace := cmp.Or(cfg.ShutdownGrace, DefaultShutdownGrace)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -30,6 +30,9 @@ type Addr struct {
 	IP netip.Addr
 	// Exempt is set when IP is in --limit-exempt: the per-address limits do not apply.
 	Exempt bool
+	// Proxied is set when the TCP peer is a trusted proxy: its connection may carry the
+	// requests of many clients.
+	Proxied bool
 }
 
 // Key is the limiter key of the address: "203.0.113.7" for IPv4 (the /32), "2001:db8:1:2::/64"
@@ -154,7 +157,8 @@ func (r *Resolver) resolve(peer netip.Addr, forwardedFor []string) Addr {
 			}
 		}
 	}
-	return Addr{IP: client, Exempt: client.IsValid() && r != nil && contains(r.exempt, client)}
+	return Addr{IP: client, Exempt: client.IsValid() && r != nil && contains(r.exempt, client),
+		Proxied: r != nil && r.isTrusted(peer)}
 }
 
 func (r *Resolver) isTrusted(ip netip.Addr) bool {

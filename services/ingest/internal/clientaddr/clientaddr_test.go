@@ -139,3 +139,29 @@ func TestNilResolverAndContext(t *testing.T) {
 		t.Fatalf("round trip: %+v %v", got, ok)
 	}
 }
+
+// TestProxied: Proxied says whether the TCP peer is a trusted proxy, whatever its header says.
+func TestProxied(t *testing.T) {
+	t.Parallel()
+	r := mustPrefixes(t, "10.0.0.0/8")
+	tests := []struct {
+		remote string
+		xff    []string
+		want   bool
+	}{
+		{"10.0.0.1:80", []string{"198.51.100.1"}, true},
+		{"10.0.0.1:80", nil, true},
+		{"[::ffff:10.0.0.1]:80", nil, true},
+		{"203.0.113.7:80", []string{"10.0.0.2"}, false},
+		{"203.0.113.7:80", nil, false},
+		{"@", nil, false},
+	}
+	for _, tt := range tests {
+		if got := r.FromHTTP(tt.remote, tt.xff).Proxied; got != tt.want {
+			t.Errorf("FromHTTP(%q, %q).Proxied = %v, want %v", tt.remote, tt.xff, got, tt.want)
+		}
+	}
+	if New(nil, nil).FromHTTP("10.0.0.1:80", nil).Proxied {
+		t.Error("no trusted proxies, yet Proxied")
+	}
+}

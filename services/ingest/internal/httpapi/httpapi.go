@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -29,6 +30,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
 	"pushgo.dev/gateway/services/ingest/internal/jsonreq"
+	"pushgo.dev/gateway/services/ingest/internal/retryhold"
 	"pushgo.dev/gateway/services/ingest/internal/tenants"
 )
 
@@ -74,6 +76,9 @@ type Options struct {
 	// behind a trusted proxy), put in the request context for the per-address limits; nil
 	// trusts no proxy.
 	Addrs *clientaddr.Resolver
+	// Hold holds the requests of a direct client that come back on a connection before the
+	// Retry-After it was given there has passed (nil: never).
+	Hold *retryhold.Holder
 }
 
 type handler struct {
@@ -151,7 +156,8 @@ func gatewayError(err error) *apierr.Error {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", requestID(r))
 	// The gateway hands this context to the in-process gRPC handlers, so they see the address.
-	r = r.WithContext(clientaddr.NewContext(r.Context(), h.opts.Addrs.FromHTTP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))))
+	addr := h.opts.Addrs.FromHTTP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
+	r = r.WithContext(clientaddr.NewContext(r.Context(), addr))
 	defer func() {
 		if v := recover(); v != nil {
 			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
@@ -190,7 +196,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ws(w, r)
 		return
 	}
-	w = h.armWriteDeadline(w)
+	dw := h.armWriteDeadline(w)
+	w = dw
+	if hold := h.opts.Hold; hold != nil && !addr.Proxied && !addr.Exempt {
+		if hold.Wait(r.Context()) != nil {
+			return // the client went away while held
+		}
+		defer func() {
+			// Only the client's own excess (429); a 503 is the server's trouble, and its
+			// retries are what the caller is asked for.
+			if s := w.Header().Get("Retry-After"); s != "" && dw.status == http.StatusTooManyRequests {
+				if n, err := strconv.Atoi(s); err == nil {
+					hold.Told(r.Context(), time.Duration(n)*time.Second)
+				}
+			}
+		}()
+	}
 	// 2. Body size.
 	if r.ContentLength > MaxBody {
 		writeError(w, apierr.Newf("payload_too_large", "request body exceeds %d bytes", MaxBody))
@@ -250,15 +271,17 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *api
 
 // armWriteDeadline returns w with a write deadline of WriteTimeout set when the answer's first
 // byte is written.
-func (h *handler) armWriteDeadline(w http.ResponseWriter) http.ResponseWriter {
+func (h *handler) armWriteDeadline(w http.ResponseWriter) *deadlineWriter {
 	return &deadlineWriter{ResponseWriter: w, timeout: cmp.Or(h.opts.WriteTimeout, DefaultWriteTimeout)}
 }
 
-// deadlineWriter sets a write deadline on the connection before the first write of an answer.
+// deadlineWriter sets a write deadline on the connection before the first write of an answer,
+// and keeps the answer's status.
 type deadlineWriter struct {
 	http.ResponseWriter
 	timeout time.Duration
 	armed   bool
+	status  int
 }
 
 func (d *deadlineWriter) arm() {
@@ -268,7 +291,13 @@ func (d *deadlineWriter) arm() {
 	}
 }
 
-func (d *deadlineWriter) WriteHeader(code int) { d.arm(); d.ResponseWriter.WriteHeader(code) }
+func (d *deadlineWriter) WriteHeader(code int) {
+	d.arm()
+	if d.status == 0 {
+		d.status = code
+	}
+	d.ResponseWriter.WriteHeader(code)
+}
 
 func (d *deadlineWriter) Write(b []byte) (int, error) { d.arm(); return d.ResponseWriter.Write(b) }
 
