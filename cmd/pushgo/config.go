@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/dispatch"
 	"pushgo.dev/gateway/services/ingest"
 	"pushgo.dev/gateway/services/lifecycle"
@@ -28,8 +29,10 @@ type config struct {
 	pprofAddr string
 
 	// serve only
-	dataDir    string
-	natsListen string
+	dataDir string
+	// logPublicKeys is --log-public-keys, shared by the services.
+	logPublicKeys string
+	natsListen    string
 	// services against an external NATS
 	natsURL string
 
@@ -139,8 +142,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		num(&c.ingest.StreamsPerTenant, "streams-per-tenant", ingest.DefaultStreamsPerTenant, "live streams of a tenant's devices on this instance; 0: no limit")
 		dur(&c.ingest.StreamWriteTimeout, "stream-write-timeout", ingest.DefaultStreamWriteTimeout, "drop a stream whose client does not take a write (or answer a WebSocket ping) within this")
 	}
+	logKeyFlag := func() {
+		str(&c.lifecycle.LogKeyFile, "log-key-file", "", "private Ed25519 key (PEM) that signs every event log entry (serve: generated in <data-dir>/keys unless set)")
+	}
+	logPublicKeysFlag := func() {
+		str(&c.logPublicKeys, "log-public-keys", "", "public keys (PEM files, comma separated) that verify the event log, the current one and those of earlier entries")
+	}
 	switch c.command {
 	case "serve":
+		logKeyFlag()
+		logPublicKeysFlag()
 		ingestFlags()
 		dispatchFlags()
 		busFlags(1)
@@ -148,16 +159,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		str(&c.dataDir, "data-dir", "data", "directory of the embedded JetStream store")
 		str(&c.natsListen, "nats-listen", "", `also expose the embedded NATS server on host:port (default: no network listener)`)
 	case "ingest":
+		logPublicKeysFlag()
 		ingestFlags()
 		busFlags(1)
 		boolean(&allowPrivate, "webhook-allow-private", "accept webhooks on loopback and private networks")
 		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
 	case "dispatch":
+		logPublicKeysFlag()
 		dispatchFlags()
 		busFlags(1)
 		boolean(&allowPrivate, "webhook-allow-private", "call webhooks on loopback and private networks")
 		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
 	case "lifecycle":
+		logKeyFlag()
+		logPublicKeysFlag()
 		busFlags(1)
 		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
 	case "healthcheck":
@@ -188,8 +203,28 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		c.dispatch.Budget = c.ingest.DispatchWait * 4 / 5
 	}
 	c.lifecycle.Bus, c.dispatch.Bus, c.ingest.Bus = c.bus, c.bus, c.bus
+	c.lifecycle.LogPublicKeys, c.dispatch.LogPublicKeys, c.ingest.LogPublicKeys = c.logPublicKeys, c.logPublicKeys, c.logPublicKeys
 	c.ingest.WebhookAllowPrivate, c.dispatch.WebhookAllowPrivate = allowPrivate, allowPrivate
 	return c, c.validate()
+}
+
+// ensureLogKeys gives pushgo serve a log key when none was given: the key pair in dir,
+// generated on first start. Its public key is added to every service's verifier.
+func (c *config) ensureLogKeys(dir string) error {
+	if c.lifecycle.LogKeyFile != "" {
+		return nil
+	}
+	priv, pub, err := logsign.EnsureKeyPair(dir)
+	if err != nil {
+		return fmt.Errorf("log key: %w", err)
+	}
+	c.lifecycle.LogKeyFile = priv
+	keys := pub
+	if c.logPublicKeys != "" {
+		keys += "," + c.logPublicKeys
+	}
+	c.lifecycle.LogPublicKeys, c.dispatch.LogPublicKeys, c.ingest.LogPublicKeys = keys, keys, keys
+	return nil
 }
 
 // isSet reports whether a flag was given on the command line.

@@ -18,6 +18,9 @@ import (
 // directory. The server has no network listener unless --nats-listen asks for one; the
 // services reach it in process.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	if err := cfg.ensureLogKeys(filepath.Join(cfg.dataDir, "keys")); err != nil {
+		return err
+	}
 	opts := &server.Options{
 		ServerName: "pushgo",
 		JetStream:  true,

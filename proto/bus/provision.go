@@ -133,8 +133,13 @@ func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 			// JetStream cannot change a retention policy to or from work queue: a commands
 			// stream made by an earlier version keeps its work-queue retention, which is
 			// correct and only slower (lifecycle's trim then finds nothing to remove).
-			if s, err := js.Stream(ctx, cfg.Name); err == nil && s.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy {
-				cfg.Retention = jetstream.WorkQueuePolicy
+			if s, err := js.Stream(ctx, cfg.Name); err == nil {
+				old := s.CachedInfo().Config
+				if old.Retention == jetstream.WorkQueuePolicy {
+					cfg.Retention = jetstream.WorkQueuePolicy
+				}
+				// Metadata written since (the log's signing horizon) stays.
+				cfg.Metadata = old.Metadata
 			}
 			_, err := js.CreateOrUpdateStream(ctx, cfg)
 			return err

@@ -72,6 +72,17 @@ func LeaderRange(ctx context.Context, nc *nats.Conn, stream, subject string, fro
 	return nil
 }
 
+// LeaderMsg reads the message at sequence seq from the stream's leader.
+func LeaderMsg(ctx context.Context, nc *nats.Conn, stream string, seq uint64) (*Msg, error) {
+	return leaderGet(ctx, nc, stream, msgGetRequest{Seq: seq})
+}
+
+// LeaderNext reads the first message on subject at sequence from or later, from the stream's
+// leader.
+func LeaderNext(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64) (*Msg, error) {
+	return leaderGet(ctx, nc, stream, msgGetRequest{Seq: max(from, 1), NextFor: subject})
+}
+
 type msgGetRequest struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	LastFor string `json:"last_by_subj,omitempty"`

@@ -38,9 +38,16 @@ func DoneRecord(env *busv1.Envelope, route, commandID, fingerprint string, creat
 // it is not final: a repeat of the op retries the command (GaveUp).
 const CodeGaveUp = "internal_error"
 
-// GaveUp reports whether rec is the outcome of a command lifecycle gave up on.
+// CodeIntegrity is the error code of an op or a read that met an event log entry failing its
+// integrity check (proto/logsign): 500 integrity_error.
+const CodeIntegrity = "integrity_error"
+
+// GaveUp reports whether rec is the outcome of a command lifecycle gave up on: internal_error,
+// or integrity_error (the event's log head failed its check). Such outcomes are not final: a
+// repeat of the op retries the command, which succeeds once the cause is repaired.
 func GaveUp(rec *busv1.OpRecord) bool {
-	return rec.GetState() == busv1.OpState_OP_STATE_DONE && rec.GetOutcome().GetErrorCode() == CodeGaveUp
+	code := rec.GetOutcome().GetErrorCode()
+	return rec.GetState() == busv1.OpState_OP_STATE_DONE && (code == CodeGaveUp || code == CodeIntegrity)
 }
 
 // RetryDedupeID is the Nats-Msg-Id of a command republished to retry an op that was given up

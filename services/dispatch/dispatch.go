@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/dispatch/internal/directory"
 	"pushgo.dev/gateway/services/dispatch/internal/push"
 )
@@ -60,6 +61,9 @@ type Config struct {
 	MaxRecordBytes int
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
+	// LogPublicKeys (comma-separated files) verify the event log before anything is pushed
+	// (proto/logsign). Without them nothing is checked (a warning at start).
+	LogPublicKeys string
 }
 
 // Validate reports a configuration that cannot run.
@@ -119,7 +123,17 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	meterDone := make(chan struct{})
 	go func() { meter.Run(meterCtx, 0); close(meterDone) }()
 	defer func() { stopMeter(); <-meterDone }()
+	_, verifier, err := logsign.Load("", cfg.LogPublicKeys)
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	if verifier == nil {
+		log.Warn("no log public keys (--log-public-keys): domain events are pushed unchecked")
+	} else if err := verifier.FollowHorizon(ctx, js, bus.StreamEvents, log); err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
 	h, err := push.New(ctx, js, dir, push.Config{
+		Verifier:            verifier,
 		Budget:              cmp.Or(cfg.Budget, DefaultBudget),
 		WebhookTimeout:      cmp.Or(cfg.WebhookTimeout, DefaultWebhookTimeout),
 		WebhookAllowPrivate: cfg.WebhookAllowPrivate,

@@ -22,6 +22,7 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/ingest/internal/attempts"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
@@ -143,6 +144,9 @@ type Config struct {
 	// TrustedProxies (comma-separated CIDRs) are the peers whose X-Forwarded-For names the
 	// client; LimitExempt (CIDRs) are clients the per-address limits skip.
 	TrustedProxies, LimitExempt string
+	// LogPublicKeys (comma-separated files) verify the event log before get, history and list
+	// answer from it (proto/logsign). Without them nothing is checked (a warning at start).
+	LogPublicKeys string
 	// RetryHold is the longest a direct client's request is held when it comes back on a
 	// connection before the Retry-After it was given there has passed (package retryhold);
 	// 0 is never.
@@ -323,7 +327,16 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 2 * time.Minute}))
 	streamLimit = streamlimit.New(slCfg)
 	inline := grpcapi.NewInline(interceptor)
-	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js), Limits: opLimits}
+	_, verifier, err := logsign.Load("", cfg.LogPublicKeys)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if verifier == nil {
+		log.Warn("no log public keys (--log-public-keys): the event log is answered from unchecked")
+	} else if err := verifier.FollowHorizon(ctx, js, bus.StreamEvents, log); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js, verifier, log), Limits: opLimits}
 	channelsAPI := &grpcapi.Channels{Store: chans, Devices: devs}
 	devicesAPI := &grpcapi.Devices{Store: devs}
 	messagesAPI := &grpcapi.Messages{Devices: devs, Inbox: box}

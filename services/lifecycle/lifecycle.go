@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/lifecycle/internal/commands"
 	"pushgo.dev/gateway/services/lifecycle/internal/natsstore"
 )
@@ -54,6 +55,10 @@ type Config struct {
 	RetryDelay  time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
+	// LogKeyFile is the private log key (proto/logsign) that seals every appended entry;
+	// LogPublicKeys (comma-separated files) are the keys of earlier entries, for rotation.
+	// Without a key the log is written unsigned and heads are not checked (a warning at start).
+	LogKeyFile, LogPublicKeys string
 }
 
 // Validate reports a configuration that cannot run.
@@ -98,7 +103,17 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("lifecycle: ops bucket: %w", err)
 	}
-	store := natsstore.New(deps.NC, js, 15*time.Second, cfg.Bus.Replicas <= 1)
+	signer, verifier, err := logsign.Load(cfg.LogKeyFile, cfg.LogPublicKeys)
+	if err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
+	if signer == nil {
+		log.Warn("no log key (--log-key-file): the event log is written unsigned and not checked")
+		verifier = nil
+	} else if err := verifier.EnsureHorizon(ctx, js, bus.StreamEvents, signer); err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
+	store := natsstore.New(deps.NC, js, 15*time.Second, cfg.Bus.Replicas <= 1, signer, verifier)
 	if cfg.CacheHeads {
 		store.CacheHeads(headCacheSize)
 	}

@@ -397,9 +397,10 @@ func TestCommandFailingOnEveryDeliveryIsGivenUp(t *testing.T) {
 	}
 }
 
-// TestRetryThatFailsAgainIsGivenUpAgain: the event's stored head is corrupt, so its commands
-// fail on every delivery. The retry of a given-up op fails the same way and must be answered
-// with a new outcome record (the retrying request waits for one), not dropped silently.
+// TestRetryThatFailsAgainIsGivenUpAgain: the event's stored head is undecodable, so its
+// commands are answered 500 integrity_error (logsign.Verifier.Open fails it even where nothing
+// is signed). The retry of such an op fails the same way and must be answered with a new
+// outcome record (the retrying request waits for one), not dropped silently.
 func TestRetryThatFailsAgainIsGivenUpAgain(t *testing.T) {
 	t.Parallel()
 	s, _, js := bustest.Provisioned(t)
@@ -411,13 +412,13 @@ func TestRetryThatFailsAgainIsGivenUpAgain(t *testing.T) {
 	cmd := command("update", "ev", "op-1", 1000)
 	publish(t, js, cmd, false)
 	var first *busv1.OpRecord
-	eventually(t, 10*time.Second, "the op answered internal_error", func() bool {
+	eventually(t, 10*time.Second, "the op answered integrity_error", func() bool {
 		first = opRecord(t, kv, "op-1")
-		return bus.GaveUp(first)
+		return bus.GaveUp(first) && first.GetOutcome().GetErrorCode() == bus.CodeIntegrity
 	})
 
 	publish(t, js, cmd, true) // the repeat's retry
-	eventually(t, 10*time.Second, "a new internal_error outcome", func() bool {
+	eventually(t, 10*time.Second, "a new integrity_error outcome", func() bool {
 		rec := opRecord(t, kv, "op-1")
 		return bus.GaveUp(rec) && rec.GetUpdatedAt() > first.GetUpdatedAt()
 	})

@@ -30,6 +30,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/logsign"
 )
 
 // brokerBudget bounds the retries of one broker call through an outage (a leader election
@@ -67,7 +68,13 @@ type Config struct {
 	// Usage, when set, counts each delivered target for its tenant's daily usage (hosted mode;
 	// *bus.UsageMeter implements it).
 	Usage usageCounter
+	// Verifier opens every domain event before it is pushed (proto/logsign); nil checks
+	// nothing (a deployment without log keys).
+	Verifier *logsign.Verifier
 }
+
+// recentEvents bounds the events whose last entry dispatch remembers for the chain check.
+const recentEvents = 1024
 
 // usageCounter counts per-tenant daily usage in memory; *bus.UsageMeter implements it.
 type usageCounter interface {
@@ -90,6 +97,7 @@ type Handler struct {
 	hooks  *webhookSender
 	log    *slog.Logger
 	now    func() time.Time
+	recent *logsign.Recent
 }
 
 // New returns a handler. js must allow enough outstanding async publishes for a channel's
@@ -103,7 +111,8 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 	if err != nil {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
-	return &Handler{cfg: cfg, js: js, ops: ops, events: events, dir: dir, hooks: newWebhookSender(cfg), log: log, now: time.Now}, nil
+	return &Handler{cfg: cfg, js: js, ops: ops, events: events, dir: dir, hooks: newWebhookSender(cfg), log: log, now: time.Now,
+		recent: logsign.NewRecent(recentEvents)}, nil
 }
 
 // Handle delivers one domain event and records its op's outcome, then acks. A failure naks the
@@ -113,18 +122,26 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Budget+2*brokerBudget)
 	defer cancel()
-	rec := &busv1.EventRecorded{}
-	if err := proto.Unmarshal(m.Data(), rec); err != nil {
-		h.log.Error("undecodable domain event dropped", "subject", m.Subject(), "err", err)
-		_ = m.TermWithReason("undecodable domain event")
-		return
-	}
 	md, err := m.Metadata()
 	if err != nil {
 		h.log.Error("domain event without metadata", "subject", m.Subject(), "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
+	e, err := h.open(ctx, m.Subject(), md.Sequence.Stream, m.Data())
+	if ie, ok := errors.AsType[*logsign.IntegrityError](err); ok {
+		// Not lifecycle's entry, or not where lifecycle put it: never pushed, and no op record
+		// is written from it (its ids are whatever the writer chose).
+		h.log.Error("event log entry failed its integrity check; not pushed", "subject", ie.Subject, "seq", ie.Seq, "reason", ie.Reason)
+		_ = m.TermWithReason("integrity check failed")
+		return
+	}
+	if err != nil {
+		h.log.Warn("domain event will be retried", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	rec := e.Rec
 	if err := h.handle(ctx, rec, md); err != nil {
 		if !bus.Transient(err) && md.NumDelivered >= giveUpAfter {
 			h.log.Error("domain event failed on every delivery; dispatch gives up on it", "op", rec.GetEnvelope().GetId(),
@@ -165,6 +182,22 @@ func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jets
 	}
 	_, err := h.complete(ctx, rec, md.Sequence.Stream, receipts, omitted{})
 	return err
+}
+
+// open decodes a domain event and checks its authenticator and its place in the event's chain
+// (logsign); an *logsign.IntegrityError when it fails.
+func (h *Handler) open(ctx context.Context, subject string, seq uint64, data []byte) (*logsign.Entry, error) {
+	e, err := h.cfg.Verifier.Open(subject, seq, data)
+	if err != nil || h.cfg.Verifier == nil {
+		return e, err
+	}
+	err = bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
+		return h.recent.Check(ctx, h.cfg.Verifier, h.js.Conn(), bus.StreamEvents, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // countDeliveries adds the delivered targets to their tenants' usage. A device and the
@@ -215,10 +248,11 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load domain event %d: %w", prior.GetEventSeq(), err)
 	}
-	rec := &busv1.EventRecorded{}
-	if err := proto.Unmarshal(msg.Data, rec); err != nil {
+	e, err := h.open(ctx, msg.Subject, msg.Sequence, msg.Data)
+	if err != nil {
 		return nil, err
 	}
+	rec := e.Rec
 	var keep, retry []*busv1.Receipt
 	var again []*busv1.DeviceRecord
 	for _, r := range prior.GetReceipts() {

@@ -55,6 +55,7 @@ var Codes = map[string]Spec{
 	"route_not_found":           {KindNotFound, http.StatusNotFound},
 	"method_not_allowed":        {KindMethod, http.StatusMethodNotAllowed},
 	"internal_error":            {KindInternal, http.StatusInternalServerError},
+	"integrity_error":           {KindInternal, http.StatusInternalServerError},
 
 	// Field rules (§6.3).
 	"channel_id_required":          {KindInvalid, http.StatusBadRequest},

@@ -9,32 +9,39 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
-	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 )
 
-// Reader reads PUSHGO_EVENTS. It is safe for concurrent use.
+// Reader reads PUSHGO_EVENTS. Every entry it answers from is opened with the log's verifier
+// first (proto/logsign): one that fails is logged, counted by the verifier and answered 500
+// integrity_error. It is safe for concurrent use.
 type Reader struct {
-	nc *nats.Conn
-	js jetstream.JetStream
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	v   *logsign.Verifier
+	log *slog.Logger
 }
 
-// New returns a reader over an open connection.
-func New(nc *nats.Conn, js jetstream.JetStream) *Reader { return &Reader{nc: nc, js: js} }
+// New returns a reader over an open connection; v checks what it reads (nil: nothing).
+func New(nc *nats.Conn, js jetstream.JetStream, v *logsign.Verifier, log *slog.Logger) *Reader {
+	return &Reader{nc: nc, js: js, v: v, log: log}
+}
 
 // Get returns the current state of an event, read from the stream leader so that it reflects
-// every op answered before the call: event_not_found when it has no history.
+// every op answered before the call: event_not_found when it has no history. The head is
+// checked in its place (its authenticator, and that it follows the entry before it with
+// nothing between: logsign.Verifier.CheckPlace).
 func (r *Reader) Get(ctx context.Context, channelID, eventID string) (*apiv1.Event, error) {
 	m, err := bus.LastMsg(ctx, r.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
 	if errors.Is(err, bus.ErrNotFound) {
@@ -43,21 +50,52 @@ func (r *Reader) Get(ctx context.Context, channelID, eventID string) (*apiv1.Eve
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	rec, err := decode(m)
+	e, err := r.open(m)
 	if err != nil {
 		return nil, err
 	}
-	return rec.GetState(), nil
+	if err := r.v.CheckPlace(ctx, r.nc, bus.StreamEvents, e, nil); err != nil {
+		return nil, r.failed(err)
+	}
+	return e.Rec.GetState(), nil
+}
+
+// open opens one stored entry; integrity_error when it fails.
+func (r *Reader) open(m *bus.Msg) (*logsign.Entry, error) {
+	e, err := r.v.Open(m.Subject, m.Seq, m.Data)
+	if err != nil {
+		return nil, r.failed(err)
+	}
+	return e, nil
+}
+
+// failed turns a failed check into integrity_error (logged) and a failed read into
+// unavailable.
+func (r *Reader) failed(err error) error {
+	ie, ok := errors.AsType[*logsign.IntegrityError](err)
+	if !ok {
+		return unavailable(err)
+	}
+	r.log.Error("event log entry failed its integrity check", "subject", ie.Subject, "seq", ie.Seq, "reason", ie.Reason)
+	return apierr.New(bus.CodeIntegrity, "this event's log failed its integrity check; the operator has been alerted")
 }
 
 // History returns every recorded op of an event in log order: event_not_found when none.
 func (r *Reader) History(ctx context.Context, channelID, eventID string) (*apiv1.EventHistory, error) {
 	h := &apiv1.EventHistory{EventId: eventID}
+	var prev *logsign.Entry
 	err := bus.History(ctx, r.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID), 1, func(m *bus.Msg) error {
-		rec, err := decode(m)
+		e, err := r.open(m)
 		if err != nil {
 			return err
 		}
+		// Each entry must follow the one before it: a removed, moved or replayed entry breaks
+		// the chain.
+		if err := r.v.Follows(prev, e); err != nil {
+			return r.failed(err)
+		}
+		prev = e
+		rec := e.Rec
 		h.Entries = append(h.Entries, &apiv1.HistoryEntry{
 			Version:    rec.GetVersion(),
 			Route:      rec.GetRoute(),
@@ -70,6 +108,9 @@ func (r *Reader) History(ctx context.Context, channelID, eventID string) (*apiv1
 		return nil
 	})
 	if err != nil {
+		if _, ok := apierr.As(err); ok {
+			return nil, err
+		}
 		return nil, unavailable(err)
 	}
 	if len(h.Entries) == 0 {
@@ -96,11 +137,14 @@ func (r *Reader) List(ctx context.Context, q Query) (*apiv1.ListEventsResponse, 
 		return nil, err
 	}
 	var events []*apiv1.Event
+	// Each head's authenticator is checked; its place is not (two reads per event), get and
+	// history check that.
 	err = bus.LastPerSubject(ctx, r.nc, r.js, bus.StreamEvents, bus.ChannelEventSubjects(q.ChannelID), func(m *bus.Msg) error {
-		rec, err := decode(m)
+		e, err := r.open(m)
 		if err != nil {
 			return err
 		}
+		rec := e.Rec
 		st := rec.GetState()
 		if q.State != "" && st.GetEventState() != q.State {
 			return nil
@@ -163,14 +207,6 @@ func parseCursor(s string) (*cursor, error) {
 		return nil, bad
 	}
 	return &cursor{createdAt: n, eventID: id}, nil
-}
-
-func decode(m *bus.Msg) (*busv1.EventRecorded, error) {
-	rec := &busv1.EventRecorded{}
-	if err := proto.Unmarshal(m.Data, rec); err != nil {
-		return nil, fmt.Errorf("decode %s seq %d: %w", m.Subject, m.Seq, err)
-	}
-	return rec, nil
 }
 
 func notFound(eventID string) *apierr.Error {

@@ -18,6 +18,7 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/lifecycle/internal/event"
 	"pushgo.dev/gateway/services/lifecycle/internal/natsstore"
 )
@@ -123,15 +124,22 @@ func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand, suspect 
 	}
 	c := event.Command{Route: event.Route(cmd.GetRoute()), ChannelID: ch, EventID: ev, Fields: natsstore.FieldsFromProto(cmd.GetFields())}
 	for range maxConflicts {
-		head, seq, err := h.store.Head(ctx, ch, ev)
+		head, err := h.store.Head(ctx, ch, ev)
+		if errors.Is(err, logsign.ErrIntegrity) {
+			return h.integrity(ctx, cmd, err)
+		}
 		if err != nil {
 			return err
 		}
-		if head != nil && head.GetCommandId() == cmd.GetCommandId() {
+		var headRec *busv1.EventRecorded
+		if head != nil {
+			headRec = head.Rec
+		}
+		if headRec != nil && headRec.GetCommandId() == cmd.GetCommandId() {
 			return nil // our own earlier append (e.g. a retried publish that had landed)
 		}
 		now := h.now()
-		d, err := event.Decide(natsstore.StateFromProto(head.GetState()), c, now)
+		d, err := event.Decide(natsstore.StateFromProto(headRec.GetState()), c, now)
 		if rerr, ok := errors.AsType[*event.RuleError](err); ok {
 			return h.reject(ctx, cmd, rerr, now)
 		}
@@ -142,7 +150,7 @@ func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand, suspect 
 		if err != nil {
 			return err
 		}
-		_, err = h.store.Append(ctx, rec, seq)
+		_, err = h.store.Append(ctx, rec, head)
 		if errors.Is(err, natsstore.ErrConflict) {
 			continue
 		}
@@ -195,6 +203,20 @@ func (h *Handler) alreadyHandled(ctx context.Context, cmd *busv1.EventCommand) (
 		return true, nil
 	}
 	return h.store.Contains(ctx, env.GetChannelId(), env.GetEventId(), cmd.GetCommandId())
+}
+
+// integrity answers an op on an event whose log head failed its checks (logsign): the entry
+// is not folded on, the failure is logged with its stream sequence, and the op's outcome is
+// 500 integrity_error. Nothing is appended, so nothing is pushed.
+func (h *Handler) integrity(ctx context.Context, cmd *busv1.EventCommand, cause error) error {
+	env := cmd.GetEnvelope()
+	ie, _ := errors.AsType[*logsign.IntegrityError](cause)
+	h.log.Error("event log entry failed its integrity check; op refused", "op", env.GetId(),
+		"subject", ie.Subject, "seq", ie.Seq, "reason", ie.Reason)
+	rec := bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), h.now(),
+		&busv1.Outcome{HttpStatus: http.StatusInternalServerError, ErrorCode: bus.CodeIntegrity,
+			Error: "the event's log failed its integrity check; the operator has been alerted"})
+	return h.put(ctx, rec)
 }
 
 // reject records a rule violation as the op's outcome. Rejected ops leave no trace in the

@@ -17,6 +17,7 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/logsign"
 )
 
 // ErrConflict reports that the event's subject moved past the expected sequence: another op
@@ -29,6 +30,10 @@ type Store struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	budget time.Duration
+	// signer seals appended entries and verifier opens heads (logsign); nil: unsigned and
+	// unchecked, a deployment without log keys.
+	signer   *logsign.Signer
+	verifier *logsign.Verifier
 	// direct reads heads with direct gets: right for an R1 stream, whose only replica is its
 	// leader; replicated streams are read from the leader.
 	direct bool
@@ -36,8 +41,9 @@ type Store struct {
 }
 
 // New returns a store over an open connection; direct says the event stream has one replica.
-func New(nc *nats.Conn, js jetstream.JetStream, budget time.Duration, direct bool) *Store {
-	return &Store{nc: nc, js: js, budget: budget, direct: direct}
+// signer seals what it appends and verifier checks the heads it reads (both nil: neither).
+func New(nc *nats.Conn, js jetstream.JetStream, budget time.Duration, direct bool, signer *logsign.Signer, verifier *logsign.Verifier) *Store {
+	return &Store{nc: nc, js: js, budget: budget, direct: direct, signer: signer, verifier: verifier}
 }
 
 // CacheHeads makes the store remember the head it appended last for up to n recently changed
@@ -47,15 +53,16 @@ func New(nc *nats.Conn, js jetstream.JetStream, budget time.Duration, direct boo
 // read, so correctness never rests on the cache. A stale head costs a failed append, so with
 // several instances the cache does not pay.
 func (s *Store) CacheHeads(n int) {
-	s.heads = &headCache{max: n, m: make(map[string]cachedHead, n)}
+	s.heads = &headCache{max: n, m: make(map[string]*logsign.Entry, n)}
 }
 
-// Head returns the last domain event of an event and its stream sequence; (nil, 0, nil) when
-// the event has no history. The returned message must not be modified.
-func (s *Store) Head(ctx context.Context, channelID, eventID string) (*busv1.EventRecorded, uint64, error) {
+// Head returns the last entry of an event, nil when the event has no history. A head read
+// from the stream is opened and its place checked (logsign): one that fails is an error
+// wrapping logsign.ErrIntegrity, never folded on. The returned entry must not be modified.
+func (s *Store) Head(ctx context.Context, channelID, eventID string) (*logsign.Entry, error) {
 	subject := bus.EventSubject(channelID, eventID)
 	if h, ok := s.heads.get(subject); ok {
-		return h.rec, h.seq, nil
+		return h, nil
 	}
 	var m *bus.Msg
 	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
@@ -68,26 +75,42 @@ func (s *Store) Head(ctx context.Context, channelID, eventID string) (*busv1.Eve
 		return err
 	})
 	if errors.Is(err, bus.ErrNotFound) {
-		return nil, 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	rec := &busv1.EventRecorded{}
-	if err := proto.Unmarshal(m.Data, rec); err != nil {
-		return nil, 0, fmt.Errorf("decode head of %s seq %d: %w", m.Subject, m.Seq, err)
+	e, err := s.verifier.Open(m.Subject, m.Seq, m.Data)
+	if err != nil {
+		return nil, err
 	}
-	return rec, m.Seq, nil
+	if err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
+		return s.verifier.CheckPlace(ctx, s.nc, bus.StreamEvents, e, nil)
+	}); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
-// Append stores rec as the next entry of its event, provided the event's last sequence is
-// still lastSeq (0: the event has no history). It returns ErrConflict when it is not. The
-// message id makes a retried append of the same command a no-op within the duplicate window.
-func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, lastSeq uint64) (uint64, error) {
+// Append stores rec as the next entry of its event after head (nil: the event has no
+// history), sealed when the store has a signer, provided head is still the event's last. It
+// returns ErrConflict when it is not. The message id makes a retried append of the same command
+// a no-op within the duplicate window.
+func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, head *logsign.Entry) (uint64, error) {
 	env := rec.GetEnvelope()
-	data, err := proto.Marshal(rec)
+	var data []byte
+	var err error
+	if s.signer != nil {
+		data, err = s.signer.Seal(rec, head)
+	} else {
+		data, err = proto.Marshal(rec)
+	}
 	if err != nil {
 		return 0, err
+	}
+	var lastSeq uint64
+	if head != nil {
+		lastSeq = head.Seq
 	}
 	subject := bus.EventSubject(env.GetChannelId(), env.GetEventId())
 	var ack *jetstream.PubAck
@@ -108,7 +131,7 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, lastSeq ui
 		}
 		return 0, fmt.Errorf("append %s: %w", env.GetId(), err)
 	}
-	s.heads.put(subject, cachedHead{rec: rec, seq: ack.Sequence})
+	s.heads.put(subject, &logsign.Entry{Subject: subject, Seq: ack.Sequence, Data: data, Rec: rec, Signed: s.signer != nil})
 	return ack.Sequence, nil
 }
 
@@ -117,17 +140,12 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, lastSeq ui
 type headCache struct {
 	mu  sync.Mutex
 	max int
-	m   map[string]cachedHead
+	m   map[string]*logsign.Entry
 }
 
-type cachedHead struct {
-	rec *busv1.EventRecorded
-	seq uint64
-}
-
-func (c *headCache) get(subject string) (cachedHead, bool) {
+func (c *headCache) get(subject string) (*logsign.Entry, bool) {
 	if c == nil {
-		return cachedHead{}, false
+		return nil, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -135,7 +153,7 @@ func (c *headCache) get(subject string) (cachedHead, bool) {
 	return h, ok
 }
 
-func (c *headCache) put(subject string, h cachedHead) {
+func (c *headCache) put(subject string, h *logsign.Entry) {
 	if c == nil {
 		return
 	}
@@ -176,11 +194,14 @@ func (s *Store) Contains(ctx context.Context, channelID, eventID, commandID stri
 
 func (s *Store) contains(ctx context.Context, channelID, eventID, commandID string, errFound error) error {
 	return bus.LeaderRange(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID), 1, 0, func(m *bus.Msg) error {
-		rec := &busv1.EventRecorded{}
-		if err := proto.Unmarshal(m.Data, rec); err != nil {
-			return fmt.Errorf("decode %s seq %d: %w", m.Subject, m.Seq, err)
+		e, err := s.verifier.Open(m.Subject, m.Seq, m.Data)
+		if errors.Is(err, logsign.ErrIntegrity) {
+			return nil // not lifecycle's entry: it proves nothing was applied
 		}
-		if rec.GetCommandId() == commandID {
+		if err != nil {
+			return err
+		}
+		if e.Rec.GetCommandId() == commandID {
 			return errFound
 		}
 		return nil

@@ -138,6 +138,9 @@ type Envelope struct {
 	// Unix milliseconds.
 	RecordedAt    int64  `protobuf:"varint,6,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
 	SchemaVersion uint32 `protobuf:"varint,7,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
+	// Id of the log key whose authenticator seals a domain event (EventRecorded); empty on
+	// commands and on entries written before the log was signed.
+	KeyId         string `protobuf:"bytes,8,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -219,6 +222,13 @@ func (x *Envelope) GetSchemaVersion() uint32 {
 		return x.SchemaVersion
 	}
 	return 0
+}
+
+func (x *Envelope) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
 }
 
 // EventCommand is a validated create/update/close on PUSHGO_COMMANDS.
@@ -322,10 +332,19 @@ type EventRecorded struct {
 	// False for a late update: recorded, state unchanged, not pushed.
 	Applied bool `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
 	// The version after the op (for a late op, the version it was judged against).
-	Version       uint32          `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
-	Fields        *v1.EventFields `protobuf:"bytes,7,opt,name=fields,proto3" json:"fields,omitempty"`
-	State         *v1.Event       `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
-	OpCreatedAt   int64           `protobuf:"varint,9,opt,name=op_created_at,json=opCreatedAt,proto3" json:"op_created_at,omitempty"`
+	Version     uint32          `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	Fields      *v1.EventFields `protobuf:"bytes,7,opt,name=fields,proto3" json:"fields,omitempty"`
+	State       *v1.Event       `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
+	OpCreatedAt int64           `protobuf:"varint,9,opt,name=op_created_at,json=opCreatedAt,proto3" json:"op_created_at,omitempty"`
+	// SHA-256 of the stored bytes of the previous entry of the same event; empty for its first.
+	PrevHash []byte `protobuf:"bytes,10,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	// Stream sequence of that previous entry; 0 for the first. With prev_hash it pins the
+	// entry's place: a reader checks that nothing of the event lies between the two.
+	PrevSeq uint64 `protobuf:"varint,12,opt,name=prev_seq,json=prevSeq,proto3" json:"prev_seq,omitempty"`
+	// Ed25519 signature by the log key envelope.key_id over the stored bytes of this entry
+	// without this field (package proto/logsign). Written last; empty on entries written before
+	// the log was signed.
+	Authenticator []byte `protobuf:"bytes,11,opt,name=authenticator,proto3" json:"authenticator,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -421,6 +440,27 @@ func (x *EventRecorded) GetOpCreatedAt() int64 {
 		return x.OpCreatedAt
 	}
 	return 0
+}
+
+func (x *EventRecorded) GetPrevHash() []byte {
+	if x != nil {
+		return x.PrevHash
+	}
+	return nil
+}
+
+func (x *EventRecorded) GetPrevSeq() uint64 {
+	if x != nil {
+		return x.PrevSeq
+	}
+	return 0
+}
+
+func (x *EventRecorded) GetAuthenticator() []byte {
+	if x != nil {
+		return x.Authenticator
+	}
+	return nil
 }
 
 // Outcome is the answer to an op, replayed verbatim to repeats.
@@ -1371,7 +1411,7 @@ var File_pushgo_bus_v1_bus_proto protoreflect.FileDescriptor
 
 const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\n" +
-	"\x17pushgo/bus/v1/bus.proto\x12\rpushgo.bus.v1\x1a\x19pushgo/api/v1/event.proto\x1a\x1apushgo/api/v1/tenant.proto\"\xc5\x01\n" +
+	"\x17pushgo/bus/v1/bus.proto\x12\rpushgo.bus.v1\x1a\x19pushgo/api/v1/event.proto\x1a\x1apushgo/api/v1/tenant.proto\"\xdc\x01\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1d\n" +
@@ -1381,7 +1421,8 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\x05op_id\x18\x05 \x01(\tR\x04opId\x12\x1f\n" +
 	"\vrecorded_at\x18\x06 \x01(\x03R\n" +
 	"recordedAt\x12%\n" +
-	"\x0eschema_version\x18\a \x01(\rR\rschemaVersion\"\xf2\x01\n" +
+	"\x0eschema_version\x18\a \x01(\rR\rschemaVersion\x12\x15\n" +
+	"\x06key_id\x18\b \x01(\tR\x05keyId\"\xf2\x01\n" +
 	"\fEventCommand\x123\n" +
 	"\benvelope\x18\x01 \x01(\v2\x17.pushgo.bus.v1.EnvelopeR\benvelope\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12\x1d\n" +
@@ -1389,7 +1430,7 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"command_id\x18\x03 \x01(\tR\tcommandId\x12 \n" +
 	"\vfingerprint\x18\x04 \x01(\tR\vfingerprint\x122\n" +
 	"\x06fields\x18\x05 \x01(\v2\x1a.pushgo.api.v1.EventFieldsR\x06fields\x12\"\n" +
-	"\rop_created_at\x18\x06 \x01(\x03R\vopCreatedAt\"\xd3\x02\n" +
+	"\rop_created_at\x18\x06 \x01(\x03R\vopCreatedAt\"\xb1\x03\n" +
 	"\rEventRecorded\x123\n" +
 	"\benvelope\x18\x01 \x01(\v2\x17.pushgo.bus.v1.EnvelopeR\benvelope\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12\x1d\n" +
@@ -1400,7 +1441,11 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\rR\aversion\x122\n" +
 	"\x06fields\x18\a \x01(\v2\x1a.pushgo.api.v1.EventFieldsR\x06fields\x12*\n" +
 	"\x05state\x18\b \x01(\v2\x14.pushgo.api.v1.EventR\x05state\x12\"\n" +
-	"\rop_created_at\x18\t \x01(\x03R\vopCreatedAt\"\x95\x01\n" +
+	"\rop_created_at\x18\t \x01(\x03R\vopCreatedAt\x12\x1b\n" +
+	"\tprev_hash\x18\n" +
+	" \x01(\fR\bprevHash\x12\x19\n" +
+	"\bprev_seq\x18\f \x01(\x04R\aprevSeq\x12$\n" +
+	"\rauthenticator\x18\v \x01(\fR\rauthenticator\"\x95\x01\n" +
 	"\aOutcome\x12\x1f\n" +
 	"\vhttp_status\x18\x01 \x01(\rR\n" +
 	"httpStatus\x12\x1d\n" +

@@ -1,0 +1,98 @@
+package logsign_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pushgo.dev/gateway/proto/bus/bustest"
+	"pushgo.dev/gateway/proto/logsign"
+)
+
+// TestCheckPlace: against a real stream, the genuine chain checks out; an old entry
+// republished after the head, an entry whose predecessor was deleted, and the first entry
+// republished are found.
+func TestCheckPlace(t *testing.T) {
+	t.Parallel()
+	ns := bustest.RunServer(t)
+	nc := bustest.Connect(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := newSigner(t)
+	v := logsign.NewVerifier(s.Public())
+	v.SetSignedFrom(1)
+	const subj = "t.e"
+	publish := func(data []byte) *logsign.Entry {
+		t.Helper()
+		ack, err := js.Publish(t.Context(), subj, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := v.Open(subj, ack.Sequence, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	// Another event's entries interleave, as in the real stream.
+	if _, err := js.Publish(t.Context(), "t.other", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var c []*logsign.Entry
+	for i := 1; i <= 4; i++ {
+		var prev *logsign.Entry
+		if len(c) > 0 {
+			prev = c[len(c)-1]
+		}
+		data, err := s.Seal(entry(uint32(i), true, "running"), prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c = append(c, publish(data))
+		if _, err := js.Publish(t.Context(), "t.other", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, e := range c {
+		if err := v.CheckPlace(t.Context(), nc, "T", e, nil); err != nil {
+			t.Fatalf("genuine entry %d: %v", i+1, err)
+		}
+	}
+	broken := func(what string, e *logsign.Entry) {
+		t.Helper()
+		if err := v.CheckPlace(t.Context(), nc, "T", e, nil); !errors.Is(err, logsign.ErrIntegrity) {
+			t.Fatalf("%s: CheckPlace = %v, want an integrity error", what, err)
+		}
+	}
+	// A reader that remembers the entries it saw: it saw versions 1–3, another instance took
+	// version 4, and then a copy of version 4 comes: it names version 3, which the reader
+	// holds, yet version 4 lies between them.
+	recent := logsign.NewRecent(8)
+	for i, e := range c[:3] {
+		if err := recent.Check(t.Context(), v, nc, "T", e); err != nil {
+			t.Fatalf("Recent, genuine entry %d: %v", i+1, err)
+		}
+	}
+	if err := recent.Check(t.Context(), v, nc, "T", publish(c[3].Data)); !errors.Is(err, logsign.ErrIntegrity) {
+		t.Fatalf("Recent, a copy of version 4 after version 4: %v, want an integrity error", err)
+	}
+	broken("version 2 republished after the head", publish(c[1].Data))
+	broken("version 1 republished after the head", publish(c[0].Data))
+	st, err := js.Stream(t.Context(), "T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(t.Context(), c[1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	broken("version 3 after version 2 was deleted", c[2])
+	if err := v.CheckPlace(t.Context(), nc, "T", c[3], nil); err != nil {
+		t.Fatalf("version 4 (its own predecessor is there): %v", err)
+	}
+}
