@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/services/dispatch/internal/directory"
 	"pushgo.dev/gateway/services/dispatch/internal/push"
 )
@@ -60,6 +61,10 @@ type Config struct {
 	MaxRecordBytes int
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
+	// Secrets opens the sealed webhook secrets of device records (DESIGN.md §9.3); clear ones
+	// written by older builds are used as they are. nil opens none: a webhook whose secret is
+	// sealed then fails (webhook_secret_unreadable), and a warning is logged at start.
+	Secrets *secretbox.Box
 }
 
 // Validate reports a configuration that cannot run.
@@ -126,6 +131,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		WebhookParallel:     32,
 		MaxRecordBytes:      cmp.Or(cfg.MaxRecordBytes, int(deps.NC.MaxPayload())-recordHeadroom),
 		Usage:               meter,
+		Secrets:             cfg.Secrets,
 	}, log)
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
@@ -135,6 +141,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return fmt.Errorf("dispatch: subscribe %s: %w", bus.RedriveSubject, err)
 	}
 	defer func() { _ = redrive.Unsubscribe() }()
+	if cfg.Secrets == nil {
+		log.Warn("no --secrets-key-file: only webhook secrets stored in clear can sign deliveries")
+	}
 	log.Info("dispatch running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
 	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
 }

@@ -28,6 +28,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/secretbox"
+	"pushgo.dev/gateway/proto/webhook"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 )
@@ -67,6 +69,10 @@ type Config struct {
 	// Usage, when set, counts each delivered target for its tenant's daily usage (hosted mode;
 	// *bus.UsageMeter implements it).
 	Usage usageCounter
+	// Secrets opens the devices' sealed webhook secrets (nil: only clear ones are usable). A
+	// secret that does not open is never used to sign: that target fails with
+	// webhook_secret_unreadable, and the reason is logged.
+	Secrets *secretbox.Box
 }
 
 // usageCounter counts per-tenant daily usage in memory; *bus.UsageMeter implements it.
@@ -289,13 +295,20 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 			}
 			inbox = append(inbox, pending{i, f})
 		case RouteWebhook:
+			secret, err := h.cfg.Secrets.Open(dev.GetWebhookSecret(), webhook.SecretBinding(key))
+			if err != nil {
+				h.log.Error("webhook secret does not open (wrong or missing --secrets-key-file, or a tampered record); not delivering",
+					"device", key, "err", err)
+				receipts[i] = failed(key, route, id, "webhook_secret_unreadable", 0, sentAt)
+				continue
+			}
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				mine := maps.Clone(data)
 				mine["delivery_id"] = id
-				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), dev.GetWebhookSecret(), id, env.GetChannelId(), mine)
+				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), secret, id, env.GetChannelId(), mine)
 				if reason != "" {
 					receipts[i] = failed(key, route, id, reason, attempts, h.now())
 					return
