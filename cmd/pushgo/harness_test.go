@@ -173,6 +173,11 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	cfg.ingest.HashConcurrency, cfg.ingest.PasswordFailuresPerMinute, cfg.ingest.CreatesPerMinute = o.hashConcurrency, o.passwordFailuresPerMinute, o.createsPerMinute
 	cfg.ingest.TrustedProxies, cfg.ingest.LimitExempt = o.trustedProxies, o.limitExempt
 	cfg.ingest.RetryHold = o.retryHold
+	// Secrets at rest are sealed as by pushgo serve: a key generated in the data dir.
+	cfg.dataDir = t.TempDir()
+	if cfg, err = withSecrets(cfg, quiet); err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
