@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"pushgo.dev/gateway/proto/bus"
-	"pushgo.dev/gateway/proto/secretbox"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/ingest/internal/attempts"
 	"pushgo.dev/gateway/services/ingest/internal/auth"

@@ -28,10 +28,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
-	"pushgo.dev/gateway/proto/secretbox"
-	"pushgo.dev/gateway/proto/webhook"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/secretbox"
+	"pushgo.dev/gateway/proto/webhook"
 )
 
 // brokerBudget bounds the retries of one broker call through an outage (a leader election
