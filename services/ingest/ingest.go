@@ -279,11 +279,12 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		resealDone := make(chan struct{})
 		go func() {
 			defer close(resealDone)
-			n, err := devs.Reseal(resealCtx)
-			if err != nil && resealCtx.Err() == nil {
-				log.Warn("sealing stored webhook secrets stopped; requests reading a device still seal it", "sealed", n, "err", err)
-			} else if n > 0 {
-				log.Info("stored webhook secrets sealed with the current key", "sealed", n, "key_id", cfg.Secrets.CurrentKeyID())
+			sealed, left, err := devs.Reseal(resealCtx)
+			switch {
+			case err != nil && resealCtx.Err() == nil:
+				log.Warn("sealing stored webhook secrets stopped; requests reading a device still seal it", "sealed", sealed, "err", err)
+			case err == nil:
+				log.Info("stored webhook secrets checked", "key_id", cfg.Secrets.CurrentKeyID(), "sealed", sealed, "left", left)
 			}
 		}()
 		defer func() { stopReseal(); <-resealDone }()

@@ -392,35 +392,38 @@ func (s *Store) reseal(ctx context.Context, rec *busv1.DeviceRecord, rev uint64)
 }
 
 // Reseal seals, with the current key, every stored webhook secret that is clear or sealed with
-// an old key, and returns how many it sealed. Ingest runs it once at start, in the background,
-// so that devices no request touches are sealed too; several instances running it at once
-// converge (each write is a compare-and-set). It stops early when ctx is done.
-func (s *Store) Reseal(ctx context.Context) (int, error) {
+// an old key, and returns how many it sealed and how many it had to leave (a write that lost
+// a race or met a broker failure, a secret that does not open; a later read retries). Ingest
+// runs it once at start, in the background, so that devices no request touches are sealed
+// too; several instances running it at once converge (each write is a compare-and-set). It
+// stops early when ctx is done.
+func (s *Store) Reseal(ctx context.Context) (sealed, left int, err error) {
 	if s.secrets == nil {
-		return 0, nil
+		return 0, 0, nil
 	}
 	w, err := s.devices.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return 0, fmt.Errorf("reseal: watch devices: %w", err)
+		return 0, 0, fmt.Errorf("reseal: watch devices: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
-	n := 0
 	for {
 		var e jetstream.KeyValueEntry
 		select {
 		case <-ctx.Done():
-			return n, ctx.Err()
+			return sealed, left, ctx.Err()
 		case e = <-w.Updates():
 		}
 		if e == nil { // every current value seen
-			return n, nil
+			return sealed, left, nil
 		}
 		rec := &busv1.DeviceRecord{}
 		if proto.Unmarshal(e.Value(), rec) != nil || !s.secrets.NeedsReseal(rec.GetWebhookSecret()) {
 			continue
 		}
 		if s.reseal(ctx, rec, e.Revision()) != e.Revision() {
-			n++
+			sealed++
+		} else {
+			left++
 		}
 	}
 }

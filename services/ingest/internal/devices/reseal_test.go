@@ -62,9 +62,9 @@ func TestReseal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.Reseal(ctx)
-	if err != nil || n != 2 {
-		t.Fatalf("Reseal() = %d, %v; want 2 sealed", n, err)
+	n, left, err := s.Reseal(ctx)
+	if err != nil || n != 2 || left != 0 {
+		t.Fatalf("Reseal() = %d sealed, %d left, %v; want 2 sealed", n, left, err)
 	}
 	for _, d := range devices {
 		e, err := kv.Get(ctx, d.key)
@@ -90,7 +90,7 @@ func TestReseal(t *testing.T) {
 		}
 	}
 	// A second sweep finds nothing left to do.
-	if n, err := s.Reseal(ctx); err != nil || n != 0 {
+	if n, _, err := s.Reseal(ctx); err != nil || n != 0 {
 		t.Fatalf("second Reseal() = %d, %v", n, err)
 	}
 	// Nil box: nothing to do, nothing touched.
@@ -98,7 +98,7 @@ func TestReseal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := plain.Reseal(ctx); err != nil || n != 0 {
+	if n, _, err := plain.Reseal(ctx); err != nil || n != 0 {
 		t.Fatalf("Reseal() without a key = %d, %v", n, err)
 	}
 }
