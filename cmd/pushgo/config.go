@@ -35,6 +35,10 @@ type config struct {
 	natsListen    string
 	// services against an external NATS
 	natsURL string
+	// serve, ingest, dispatch: the key sealing secrets at rest (serve: <data-dir>/keys/secrets.key
+	// when empty) and the old keys still accepted for reading, comma separated (secrets.go).
+	secretsKeyFile     string
+	secretsOldKeyFiles string
 
 	ingest    ingest.Config
 	lifecycle lifecycle.Config
@@ -103,17 +107,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		str(&c.pprofAddr, "pprof-addr", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060")
 	}
 
+	boolean := func(p *bool, name string, help string) {
+		v, _ := strconv.ParseBool(env(name, "false"))
+		fs.BoolVar(p, name, v, help)
+	}
 	var inboxCap int
 	busFlags := func(defReplicas int) {
 		num(&c.bus.Replicas, "replicas", defReplicas, "replicas of every stream and bucket (3 in a 3-node cluster); give every service the same value")
 		dur(&c.bus.IdempotencyWindow, "idempotency-window", bus.DefaultIdempotencyWindow, "how long an op_id is remembered")
-		dur(&c.bus.EventsMaxAge, "events-max-age", bus.DefaultEventsMaxAge, "how long the event store keeps events")
+		dur(&c.bus.EventsMaxAge, "events-max-age", bus.DefaultEventsMaxAge, "how long the event store (the audit log) keeps events (0: for ever)")
+		boolean(&c.bus.ConfirmShorterRetention, "confirm-shorter-retention", "allow --events-max-age to shorten an existing event store's retention, deleting older history")
 		dur(&c.bus.InboxMaxAge, "inbox-max-age", bus.DefaultInboxMaxAge, "how long an unacknowledged inbox item is kept")
 		num(&inboxCap, "inbox-per-device", bus.DefaultInboxPerDevice, "items kept per device inbox; beyond it the oldest is dropped")
 	}
-	boolean := func(p *bool, name string, help string) {
-		v, _ := strconv.ParseBool(env(name, "false"))
-		fs.BoolVar(p, name, v, help)
+	secretsFlags := func(keyHelp string) {
+		str(&c.secretsKeyFile, "secrets-key-file", "", keyHelp)
+		str(&c.secretsOldKeyFiles, "secrets-old-key-files", "", "old secrets keys still accepted for reading (rotation), comma separated")
 	}
 	var allowPrivate bool
 	dispatchFlags := func() {
@@ -156,6 +165,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		dispatchFlags()
 		busFlags(1)
 		boolean(&allowPrivate, "webhook-allow-private", "accept and call webhooks on loopback and private networks")
+		secretsFlags("key (32 bytes, standard base64, one line) sealing webhook secrets at rest (default <data-dir>/keys/secrets.key, generated on first start)")
 		str(&c.dataDir, "data-dir", "data", "directory of the embedded JetStream store")
 		str(&c.natsListen, "nats-listen", "", `also expose the embedded NATS server on host:port (default: no network listener)`)
 	case "ingest":
@@ -163,12 +173,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		ingestFlags()
 		busFlags(1)
 		boolean(&allowPrivate, "webhook-allow-private", "accept webhooks on loopback and private networks")
+		secretsFlags("key (32 bytes, standard base64, one line) sealing webhook secrets at rest (none: stored in clear, with a warning)")
 		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
 	case "dispatch":
 		logPublicKeysFlag()
 		dispatchFlags()
 		busFlags(1)
 		boolean(&allowPrivate, "webhook-allow-private", "call webhooks on loopback and private networks")
+		secretsFlags("key opening the webhook secrets ingest sealed (none: only clear ones sign, with a warning)")
 		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
 	case "lifecycle":
 		logKeyFlag()
@@ -198,6 +210,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		c.dataDir = abs
 	}
 	c.bus.InboxPerDevice = int64(inboxCap)
+	switch {
+	case c.bus.EventsMaxAge < 0:
+		return c, fmt.Errorf("--events-max-age must not be negative (0 keeps events for ever), not %s", c.bus.EventsMaxAge)
+	case c.bus.EventsMaxAge == 0:
+		c.bus.EventsMaxAge = bus.EventsForever
+	}
 	if c.command == "serve" && !isSet(fs, "delivery-budget") && getenv("PUSHGO_DELIVERY_BUDGET") == "" {
 		// Derived, so that --dispatch-wait alone is enough to tune both.
 		c.dispatch.Budget = c.ingest.DispatchWait * 4 / 5

@@ -4,6 +4,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"pushgo.dev/gateway/proto/bus"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -63,6 +65,23 @@ func TestParseConfig(t *testing.T) {
 			}
 		}},
 		{"bad trusted proxy", []string{"serve", "--trusted-proxies", "10.0.0.0/33"}, true, nil},
+		{"events kept for ever", []string{"lifecycle", "--events-max-age", "0"}, false, func(t *testing.T, c config) {
+			if c.lifecycle.Bus.EventsMaxAge != bus.EventsForever || c.bus.ConfirmShorterRetention {
+				t.Fatalf("%+v", c.lifecycle.Bus)
+			}
+		}},
+		{"shorter retention confirmed", []string{"ingest", "--events-max-age", "24h", "--confirm-shorter-retention"}, false, func(t *testing.T, c config) {
+			if c.ingest.Bus.EventsMaxAge != 24*time.Hour || !c.ingest.Bus.ConfirmShorterRetention || !c.dispatch.Bus.ConfirmShorterRetention {
+				t.Fatalf("%+v", c.ingest.Bus)
+			}
+		}},
+		{"negative events max age", []string{"serve", "--events-max-age", "-1h"}, true, nil},
+		{"secrets key files", []string{"dispatch", "--secrets-key-file", "/k/new", "--secrets-old-key-files", "/k/a,/k/b"}, false, func(t *testing.T, c config) {
+			if c.secretsKeyFile != "/k/new" || c.secretsOldKeyFiles != "/k/a,/k/b" {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{"lifecycle holds no secrets key", []string{"lifecycle", "--secrets-key-file", "/k"}, true, nil},
 		{"inbox cap", []string{"dispatch", "--inbox-per-device", "3", "--webhook-allow-private"}, false, func(t *testing.T, c config) {
 			if c.dispatch.Bus.InboxPerDevice != 3 || !c.dispatch.WebhookAllowPrivate || c.dispatch.Budget != 4*time.Second {
 				t.Fatalf("%+v", c.dispatch)

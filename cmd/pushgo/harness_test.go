@@ -174,7 +174,13 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	cfg.ingest.HashConcurrency, cfg.ingest.PasswordFailuresPerMinute, cfg.ingest.CreatesPerMinute = o.hashConcurrency, o.passwordFailuresPerMinute, o.createsPerMinute
 	cfg.ingest.TrustedProxies, cfg.ingest.LimitExempt = o.trustedProxies, o.limitExempt
 	cfg.ingest.RetryHold = o.retryHold
-	if err := cfg.ensureLogKeys(filepath.Join(t.TempDir(), "keys")); err != nil {
+	// Secrets at rest are sealed and the log signed as by pushgo serve: keys generated in the
+	// data dir.
+	cfg.dataDir = t.TempDir()
+	if err := cfg.ensureLogKeys(filepath.Join(cfg.dataDir, "keys")); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = withSecrets(cfg, quiet); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -36,6 +36,9 @@ func run(ctx context.Context, cfg config) error {
 		defer stop()
 	}
 	go releaseMemory(ctx, log)
+	if cfg, err = withSecrets(cfg, log); err != nil {
+		return err
+	}
 	if cfg.command == "serve" {
 		return serve(ctx, cfg, log)
 	}

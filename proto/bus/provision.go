@@ -13,6 +13,9 @@ import (
 const (
 	// DefaultEventsMaxAge keeps the event store (audit log) for 30 days.
 	DefaultEventsMaxAge = 30 * 24 * time.Hour
+	// EventsForever as Options.EventsMaxAge keeps the event store for ever (no max age); the
+	// flag --events-max-age 0 sets it.
+	EventsForever time.Duration = -1
 	// DefaultInboxMaxAge keeps undelivered inbox items for 7 days.
 	DefaultInboxMaxAge = 7 * 24 * time.Hour
 	// DefaultIdempotencyWindow keeps op records, and so op_id replays, for 24 hours.
@@ -40,19 +43,25 @@ const (
 // Options sizes the streams and buckets. The zero value of a field means its default.
 type Options struct {
 	// Replicas of every stream and bucket: 1 for the all-in-one server, 3 in a cluster.
-	Replicas          int
+	Replicas int
+	// EventsMaxAge is the event store's retention: DefaultEventsMaxAge when 0, for ever when
+	// negative (EventsForever).
 	EventsMaxAge      time.Duration
 	InboxMaxAge       time.Duration
 	IdempotencyWindow time.Duration
 	DuplicateWindow   time.Duration
 	InboxPerDevice    int64
+	// ConfirmShorterRetention lets Provision shorten the retention of an existing event store
+	// (or give a limit to one kept for ever), which deletes the history beyond it. Without it
+	// Provision refuses with a *RetentionError: history is never shortened silently.
+	ConfirmShorterRetention bool
 }
 
 func (o Options) withDefaults() Options {
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
-	if o.EventsMaxAge <= 0 {
+	if o.EventsMaxAge == 0 {
 		o.EventsMaxAge = DefaultEventsMaxAge
 	}
 	if o.InboxMaxAge <= 0 {
@@ -65,7 +74,10 @@ func (o Options) withDefaults() Options {
 		o.DuplicateWindow = DefaultDuplicateWindow
 	}
 	// JetStream refuses a duplicate window longer than a stream's max age.
-	o.DuplicateWindow = min(o.DuplicateWindow, o.IdempotencyWindow, o.EventsMaxAge, o.InboxMaxAge)
+	o.DuplicateWindow = min(o.DuplicateWindow, o.IdempotencyWindow, o.InboxMaxAge)
+	if o.EventsMaxAge > 0 {
+		o.DuplicateWindow = min(o.DuplicateWindow, o.EventsMaxAge)
+	}
 	if o.InboxPerDevice <= 0 {
 		o.InboxPerDevice = DefaultInboxPerDevice
 	}
@@ -91,7 +103,7 @@ func StreamConfigs(o Options) []jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
-		MaxAge:      o.EventsMaxAge,
+		MaxAge:      max(o.EventsMaxAge, 0), // 0: no limit
 		Duplicates:  min(o.DuplicateWindow, EventsDuplicateWindow),
 		DenyDelete:  true,
 		DenyPurge:   true,
@@ -130,18 +142,28 @@ func BucketConfigs(o Options) []jetstream.KeyValueConfig {
 func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 	for _, cfg := range StreamConfigs(o) {
 		if err := retryProvision(ctx, func() error {
-			// JetStream cannot change a retention policy to or from work queue: a commands
-			// stream made by an earlier version keeps its work-queue retention, which is
-			// correct and only slower (lifecycle's trim then finds nothing to remove).
-			if s, err := js.Stream(ctx, cfg.Name); err == nil {
+			s, err := js.Stream(ctx, cfg.Name)
+			switch {
+			case errors.Is(err, jetstream.ErrStreamNotFound):
+			case err != nil:
+				// Not knowing the current retention, do not risk shortening it.
+				return err
+			case cfg.Name == StreamEvents && !o.ConfirmShorterRetention && shorter(cfg.MaxAge, s.CachedInfo().Config.MaxAge):
+				return &RetentionError{Stream: cfg.Name, Old: s.CachedInfo().Config.MaxAge, New: cfg.MaxAge}
+			}
+			if err == nil {
 				old := s.CachedInfo().Config
+				// JetStream cannot change a retention policy to or from work queue: a
+				// commands stream made by an earlier version keeps its work-queue retention,
+				// which is correct and only slower (lifecycle's trim then finds nothing to
+				// remove).
 				if old.Retention == jetstream.WorkQueuePolicy {
 					cfg.Retention = jetstream.WorkQueuePolicy
 				}
 				// Metadata written since (the log's signing horizon) stays.
 				cfg.Metadata = old.Metadata
 			}
-			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			_, err = js.CreateOrUpdateStream(ctx, cfg)
 			return err
 		}); err != nil {
 			return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
@@ -153,6 +175,30 @@ func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 	}
 	return nil
+}
+
+// RetentionError is Provision's refusal to shorten the event store's retention without
+// Options.ConfirmShorterRetention. A max age of 0 is for ever.
+type RetentionError struct {
+	Stream   string
+	Old, New time.Duration
+}
+
+func (e *RetentionError) Error() string {
+	age := func(d time.Duration) string {
+		if d <= 0 {
+			return "for ever"
+		}
+		return d.String()
+	}
+	return fmt.Sprintf("refusing to shorten the retention of %s from %s to %s, which deletes the history older than %s: "+
+		"give --confirm-shorter-retention (PUSHGO_CONFIRM_SHORTER_RETENTION=true) to apply it, or set --events-max-age to %s or more (0 keeps it for ever)",
+		e.Stream, age(e.Old), age(e.New), age(e.New), age(e.Old))
+}
+
+// shorter reports whether a stream max age next keeps less than prev (0 is no limit).
+func shorter(next, prev time.Duration) bool {
+	return next > 0 && (prev <= 0 || next < prev)
 }
 
 // ensureBucket creates a bucket, or brings an existing one to cfg's replicas and TTL (turning
@@ -197,7 +243,7 @@ func retryProvision(ctx context.Context, f func() error) error {
 		if err = f(); err == nil {
 			return nil
 		}
-		if errors.Is(err, context.Canceled) {
+		if re := (*RetentionError)(nil); errors.Is(err, context.Canceled) || errors.As(err, &re) {
 			return err
 		}
 		t := time.NewTimer(time.Duration(100*(i+1)) * time.Millisecond)

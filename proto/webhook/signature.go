@@ -43,6 +43,13 @@ func NewSecret() string {
 	return secretPrefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
+// SecretBinding is the additional data a device's webhook secret is sealed with at rest
+// (secretbox.Box.Seal and Open): it names the record and the field, so a sealed secret copied
+// into another device's record, or into another field, does not open.
+func SecretBinding(deviceKey string) string {
+	return "pushgo_devices/" + deviceKey + "/webhook_secret"
+}
+
 // Sign returns the X-Pushgo-Signature value for body sent at time t:
 // "t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(secret, "<t>.<raw body>")>". The key is
 // the secret string's bytes as returned by NewSecret; body must be the exact bytes sent.

@@ -17,6 +17,7 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/services/dispatch/internal/directory"
 	"pushgo.dev/gateway/services/dispatch/internal/push"
 )
@@ -64,6 +65,10 @@ type Config struct {
 	// LogPublicKeys (comma-separated files) verify the event log before anything is pushed
 	// (proto/logsign). Without them nothing is checked (a warning at start).
 	LogPublicKeys string
+	// Secrets opens the sealed webhook secrets of device records (DESIGN.md §9.3); clear ones
+	// written by older builds are used as they are. nil opens none: a webhook whose secret is
+	// sealed then fails (webhook_secret_unreadable), and a warning is logged at start.
+	Secrets *secretbox.Box
 }
 
 // Validate reports a configuration that cannot run.
@@ -140,6 +145,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		WebhookParallel:     32,
 		MaxRecordBytes:      cmp.Or(cfg.MaxRecordBytes, int(deps.NC.MaxPayload())-recordHeadroom),
 		Usage:               meter,
+		Secrets:             cfg.Secrets,
 	}, log)
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
@@ -149,6 +155,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return fmt.Errorf("dispatch: subscribe %s: %w", bus.RedriveSubject, err)
 	}
 	defer func() { _ = redrive.Unsubscribe() }()
+	if cfg.Secrets == nil {
+		log.Warn("no --secrets-key-file: only webhook secrets stored in clear can sign deliveries")
+	}
 	log.Info("dispatch running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
 	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
 }

@@ -23,6 +23,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/ingest/internal/attempts"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
@@ -120,6 +121,10 @@ type Config struct {
 	StreamWriteTimeout time.Duration
 	// Bus sizes the streams and buckets this instance provisions at start.
 	Bus bus.Options
+	// Secrets seals the webhook secrets this instance stores (DESIGN.md §9.3), and seals again
+	// those stored in clear or with an old key; nil stores them in clear, with a warning at
+	// start.
+	Secrets *secretbox.Box
 	// ChannelOpsPerSecond and TenantOpsPerSecond limit event ops (create, update, close) per
 	// channel and per tenant, in ops per second with a burst of 2 s worth, shared by every
 	// ingest instance on the same NATS; 0 is no limit. SubscribersPerChannel is the quota of
@@ -265,9 +270,28 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	defer func() { _ = sub.Close() }()
 
-	devs, err := devices.New(ctx, js, chans, webhook.URLPolicy{AllowPrivate: cfg.WebhookAllowPrivate}, budget, log, creates)
+	devs, err := devices.New(ctx, js, chans, webhook.URLPolicy{AllowPrivate: cfg.WebhookAllowPrivate}, budget, log, creates, cfg.Secrets)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
+	}
+	if cfg.Secrets == nil {
+		log.Warn("no --secrets-key-file: webhook secrets are stored in clear in KV " + bus.BucketDevices)
+	} else {
+		// Devices stored before the key (or under an old key) are sealed with it now, in the
+		// background; a request reading one first seals it itself.
+		resealCtx, stopReseal := context.WithCancel(context.WithoutCancel(ctx))
+		resealDone := make(chan struct{})
+		go func() {
+			defer close(resealDone)
+			sealed, left, err := devs.Reseal(resealCtx)
+			switch {
+			case err != nil && resealCtx.Err() == nil:
+				log.Warn("sealing stored webhook secrets stopped; requests reading a device still seal it", "sealed", sealed, "err", err)
+			case err == nil:
+				log.Info("stored webhook secrets checked", "key_id", cfg.Secrets.CurrentKeyID(), "sealed", sealed, "left", left)
+			}
+		}()
+		defer func() { stopReseal(); <-resealDone }()
 	}
 	box, err := inbox.New(ctx, deps.NC, js, inbox.Options{Resync: cfg.StreamKeepAlive})
 	if err != nil {

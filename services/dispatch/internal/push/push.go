@@ -31,6 +31,8 @@ import (
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/secretbox"
+	"pushgo.dev/gateway/proto/webhook"
 )
 
 // brokerBudget bounds the retries of one broker call through an outage (a leader election
@@ -71,6 +73,10 @@ type Config struct {
 	// Verifier opens every domain event before it is pushed (proto/logsign); nil checks
 	// nothing (a deployment without log keys).
 	Verifier *logsign.Verifier
+	// Secrets opens the devices' sealed webhook secrets (nil: only clear ones are usable). A
+	// secret that does not open is never used to sign: that target fails with
+	// webhook_secret_unreadable, and the reason is logged.
+	Secrets *secretbox.Box
 }
 
 // recentEvents bounds the events whose last entry dispatch remembers for the chain check.
@@ -323,13 +329,20 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 			}
 			inbox = append(inbox, pending{i, f})
 		case RouteWebhook:
+			secret, err := h.cfg.Secrets.Open(dev.GetWebhookSecret(), webhook.SecretBinding(key))
+			if err != nil {
+				h.log.Error("webhook secret does not open (wrong or missing --secrets-key-file, or a tampered record); not delivering",
+					"device", key, "err", err)
+				receipts[i] = failed(key, route, id, "webhook_secret_unreadable", 0, sentAt)
+				continue
+			}
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				mine := maps.Clone(data)
 				mine["delivery_id"] = id
-				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), dev.GetWebhookSecret(), id, env.GetChannelId(), mine)
+				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), secret, id, env.GetChannelId(), mine)
 				if reason != "" {
 					receipts[i] = failed(key, route, id, reason, attempts, h.now())
 					return

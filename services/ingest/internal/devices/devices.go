@@ -2,6 +2,12 @@
 // for ingest: registration, route changes, subscribe and unsubscribe, with PushGo's shapes and
 // codes (reference/pushgo-gateway.md §4.2–4.3). Record changes use compare-and-set on the
 // record's revision, so concurrent calls for one device converge.
+//
+// Webhook secrets are stored sealed (package secretbox, bound to webhook.SecretBinding of the
+// device key). A record holding a clear secret (written by an older build, or by an ingest
+// without a key) or one sealed with an old key is sealed again with the current key the first
+// time this store reads it, and Reseal does so for every device at start: no one-time
+// migration step is needed.
 package devices
 
 import (
@@ -19,6 +25,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
@@ -48,12 +55,13 @@ type Store struct {
 	budget   time.Duration
 	log      *slog.Logger
 	creates  *createlimit.Creates
+	secrets  *secretbox.Box
 }
 
 // New returns a store over the device and subscription buckets. urls decides which webhook
 // URLs are accepted; creates is the per-address budget a new device key is taken from (nil:
-// no limit).
-func New(ctx context.Context, js jetstream.JetStream, chans *channels.Store, urls webhook.URLPolicy, budget time.Duration, log *slog.Logger, creates *createlimit.Creates) (*Store, error) {
+// no limit); secrets seals webhook secrets (nil: they are stored in clear).
+func New(ctx context.Context, js jetstream.JetStream, chans *channels.Store, urls webhook.URLPolicy, budget time.Duration, log *slog.Logger, creates *createlimit.Creates, secrets *secretbox.Box) (*Store, error) {
 	devs, err := js.KeyValue(ctx, bus.BucketDevices)
 	if err != nil {
 		return nil, fmt.Errorf("devices bucket: %w", err)
@@ -62,7 +70,7 @@ func New(ctx context.Context, js jetstream.JetStream, chans *channels.Store, url
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions bucket: %w", err)
 	}
-	return &Store{devices: devs, subs: subs, channels: chans, urls: urls, budget: budget, log: log, creates: creates}, nil
+	return &Store{devices: devs, subs: subs, channels: chans, urls: urls, budget: budget, log: log, creates: creates, secrets: secrets}, nil
 }
 
 // Register issues or confirms a device key: a missing or unknown key gets a new one (route
@@ -189,8 +197,14 @@ func (s *Store) SetRoute(ctx context.Context, req *apiv1.SetRouteRequest) (*apiv
 	resp := &apiv1.SetRouteResponse{DeviceKey: r.DeviceKey, ChannelType: r.ChannelType}
 	for range maxCAS {
 		rec.ChannelType, rec.ProviderToken, rec.WebhookSecret = r.ChannelType, r.Token, ""
+		var secret string
 		if r.ChannelType == validate.RouteWebhook {
-			rec.WebhookSecret = webhook.NewSecret()
+			secret = webhook.NewSecret()
+			sealed, err := s.secrets.Seal(secret, webhook.SecretBinding(r.DeviceKey))
+			if err != nil {
+				return nil, fmt.Errorf("seal webhook secret: %w", err)
+			}
+			rec.WebhookSecret = sealed
 		}
 		rec.UpdatedAt = time.Now().UnixMilli()
 		err := s.update(ctx, rec, rev)
@@ -198,8 +212,8 @@ func (s *Store) SetRoute(ctx context.Context, req *apiv1.SetRouteRequest) (*apiv
 			if r.Token != "" {
 				resp.ProviderToken = &r.Token
 			}
-			if rec.WebhookSecret != "" {
-				resp.WebhookSecret = &rec.WebhookSecret
+			if secret != "" {
+				resp.WebhookSecret = &secret
 			}
 			return resp, nil
 		}
@@ -334,12 +348,84 @@ func (s *Store) load(ctx context.Context, key string) (*busv1.DeviceRecord, uint
 	if err := proto.Unmarshal(e.Value(), rec); err != nil {
 		return nil, 0, fmt.Errorf("decode device %s: %w", key, err)
 	}
+	rev := e.Revision()
+	if s.secrets.NeedsReseal(rec.GetWebhookSecret()) {
+		rev = s.reseal(ctx, rec, rev)
+	}
 	if visible, err := tenants.Visible(ctx, rec.GetTenantId()); err != nil {
 		return nil, 0, err
 	} else if !visible {
 		return nil, 0, nil
 	}
-	return rec, e.Revision(), nil
+	return rec, rev, nil
+}
+
+// reseal seals rec's webhook secret with the current key and writes it if the record is still
+// at rev, returning the record's revision afterwards. It is opportunistic: when the write
+// fails (a concurrent change, the broker away) or the secret does not open, rec and rev are
+// left as read, and a later read tries again.
+func (s *Store) reseal(ctx context.Context, rec *busv1.DeviceRecord, rev uint64) uint64 {
+	key := rec.GetDeviceKey()
+	secret, err := s.secrets.Open(rec.GetWebhookSecret(), webhook.SecretBinding(key))
+	if err != nil {
+		s.log.Error("stored webhook secret does not open; deliveries to this device fail until its route is set again", "device", key, "err", err)
+		return rev
+	}
+	sealed, err := s.secrets.Seal(secret, webhook.SecretBinding(key))
+	if err != nil {
+		s.log.Warn("seal webhook secret", "device", key, "err", err)
+		return rev
+	}
+	next := proto.Clone(rec).(*busv1.DeviceRecord)
+	next.WebhookSecret = sealed
+	data, err := proto.Marshal(next)
+	if err != nil {
+		return rev
+	}
+	newRev, err := s.devices.Update(ctx, key, data, rev)
+	if err != nil {
+		s.log.Debug("webhook secret not resealed now; a later read retries", "device", key, "err", err)
+		return rev
+	}
+	rec.WebhookSecret = sealed
+	return newRev
+}
+
+// Reseal seals, with the current key, every stored webhook secret that is clear or sealed with
+// an old key, and returns how many it sealed and how many it had to leave (a write that lost
+// a race or met a broker failure, a secret that does not open; a later read retries). Ingest
+// runs it once at start, in the background, so that devices no request touches are sealed
+// too; several instances running it at once converge (each write is a compare-and-set). It
+// stops early when ctx is done.
+func (s *Store) Reseal(ctx context.Context) (sealed, left int, err error) {
+	if s.secrets == nil {
+		return 0, 0, nil
+	}
+	w, err := s.devices.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return 0, 0, fmt.Errorf("reseal: watch devices: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return sealed, left, ctx.Err()
+		case e = <-w.Updates():
+		}
+		if e == nil { // every current value seen
+			return sealed, left, nil
+		}
+		rec := &busv1.DeviceRecord{}
+		if proto.Unmarshal(e.Value(), rec) != nil || !s.secrets.NeedsReseal(rec.GetWebhookSecret()) {
+			continue
+		}
+		if s.reseal(ctx, rec, e.Revision()) != e.Revision() {
+			sealed++
+		} else {
+			left++
+		}
+	}
 }
 
 // update writes rec if the stored revision is still rev; jetstream.ErrKeyExists otherwise.

@@ -793,7 +793,11 @@ type DeviceRecord struct {
 	ChannelType string `protobuf:"bytes,3,opt,name=channel_type,json=channelType,proto3" json:"channel_type,omitempty"`
 	// APNs/FCM token, or the webhook URL.
 	ProviderToken string `protobuf:"bytes,4,opt,name=provider_token,json=providerToken,proto3" json:"provider_token,omitempty"`
-	// HMAC secret of the webhook signature.
+	// HMAC secret of the webhook signature, sealed at rest (package secretbox:
+	// "pgs1:<key id>:<base64url(nonce|AES-256-GCM ciphertext)>", bound to
+	// webhook.SecretBinding(device_key)). A value without the "pgs1:" prefix is a clear secret
+	// written by an older build or by an ingest without --secrets-key-file; ingest seals it the
+	// next time it reads the record.
 	WebhookSecret string `protobuf:"bytes,5,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
 	CreatedAt     int64  `protobuf:"varint,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt     int64  `protobuf:"varint,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
