@@ -58,6 +58,7 @@ Usage:
   pushgo dispatch [flags]     the dispatch service, against --nats-url
   pushgo healthcheck [flags]  exit 0 when the API at --http-addr answers /healthz (for containers)
   pushgo tenant <command>     administer a hosted gateway's tenants (create, update, delete, list, usage)
+  pushgo audit <command>      read and check the event log (export, verify, state); never writes
 
 Run "pushgo <command> -h" for the flags of a command. Every flag can also be set with the
 environment variable PUSHGO_<FLAG> (e.g. --http-addr: PUSHGO_HTTP_ADDR); a flag wins over it.

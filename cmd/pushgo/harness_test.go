@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -120,12 +121,20 @@ type gatewayOpts struct {
 	// retryHold is --retry-hold (0: off, unlike the flag's default: tests come straight back
 	// after a 429 on purpose).
 	retryHold time.Duration
+	// ns, when set, is the JetStream server to run on (a fresh one when nil); logKeyDir holds
+	// the log key pair (a temporary dir when empty); unsigned runs without log keys, as builds
+	// before the signed log did.
+	ns        *server.Server
+	logKeyDir string
+	unsigned  bool
 }
 
 type gateway struct {
 	url string
 	ns  *server.Server
 	cfg config
+	// stop stops the gateway before the test ends.
+	stop func()
 
 	mu    sync.Mutex
 	conns map[string]*nats.Conn // by service, for leak checks
@@ -135,7 +144,10 @@ type gateway struct {
 // embedded JetStream server until the test ends.
 func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	t.Helper()
-	ns := bustest.RunServer(t)
+	ns := o.ns
+	if ns == nil {
+		ns = bustest.RunServer(t)
+	}
 	cfg, err := parseConfig([]string{"serve"}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -177,8 +189,10 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	// Secrets at rest are sealed and the log signed as by pushgo serve: keys generated in the
 	// data dir.
 	cfg.dataDir = t.TempDir()
-	if err := cfg.ensureLogKeys(filepath.Join(cfg.dataDir, "keys")); err != nil {
-		t.Fatal(err)
+	if !o.unsigned {
+		if err := cfg.ensureLogKeys(cmp.Or(o.logKeyDir, filepath.Join(cfg.dataDir, "keys"))); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if cfg, err = withSecrets(cfg, quiet); err != nil {
 		t.Fatal(err)
@@ -203,17 +217,21 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 			return nc, err
 		})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway stopped with %v", err)
+	var once sync.Once
+	g.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("gateway stopped with %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("gateway did not stop within 15s")
 			}
-		case <-time.After(15 * time.Second):
-			t.Error("gateway did not stop within 15s")
-		}
-	})
+		})
+	}
+	t.Cleanup(g.stop)
 	g.waitReady(t)
 	return g
 }

@@ -104,9 +104,9 @@ func (v *Verifier) EnsureHorizon(ctx context.Context, js jetstream.JetStream, st
 
 // FollowHorizon loads the horizon of stream into v now and, while the stream has none yet
 // (lifecycle sets it when it first starts with a key), again every few seconds until it
-// appears or ctx ends: until then every entry must be signed, so entries a store held before
-// it was signed read as broken for those seconds, never forged ones as good. It returns the
-// first load's error; later failures are logged.
+// appears or ctx ends, and whenever an unsigned entry is opened meanwhile: until it is known
+// every entry must be signed, so an unsigned one is never taken as good. It returns the first
+// load's error; later failures are logged. Call it before the verifier is shared.
 func (v *Verifier) FollowHorizon(ctx context.Context, js jetstream.JetStream, stream string, log *slog.Logger) error {
 	if v == nil {
 		return nil
@@ -116,6 +116,13 @@ func (v *Verifier) FollowHorizon(ctx context.Context, js jetstream.JetStream, st
 	}
 	if v.SignedFrom() > 0 {
 		return nil
+	}
+	v.reload = func() {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := v.LoadHorizon(rctx, js, stream); err != nil {
+			log.Warn("log signing horizon", "err", err)
+		}
 	}
 	go func() {
 		t := time.NewTicker(2 * time.Second)

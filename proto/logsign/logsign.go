@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -129,7 +130,14 @@ type Verifier struct {
 	// signedFrom is the horizon; 0 until known, which counts as 1 (everything must be signed).
 	signedFrom atomic.Uint64
 	failures   atomic.Uint64
+	// reload, set by FollowHorizon, reads the horizon again when an unsigned entry meets an
+	// unknown horizon (at most every reloadEvery): lifecycle may have set it a moment ago.
+	reload     func()
+	lastReload atomic.Int64
 }
+
+// reloadEvery bounds how often an unsigned entry makes the verifier read the horizon again.
+const reloadEvery = 500 * time.Millisecond
 
 // NewVerifier returns a verifier accepting entries signed by any of keys.
 func NewVerifier(keys ...ed25519.PublicKey) *Verifier {
@@ -187,6 +195,11 @@ func (v *Verifier) Open(subject string, seq uint64, data []byte) (*Entry, error)
 		return e, nil
 	}
 	if len(e.Rec.GetAuthenticator()) == 0 {
+		if v.signedFrom.Load() == 0 && v.reload != nil {
+			if now, last := time.Now().UnixNano(), v.lastReload.Load(); now-last > int64(reloadEvery) && v.lastReload.CompareAndSwap(last, now) {
+				v.reload()
+			}
+		}
 		if from := v.signedFrom.Load(); from > 0 && seq < from {
 			return e, nil // written before the log was signed
 		}
