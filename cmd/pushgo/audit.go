@@ -217,4 +217,3 @@ func auditSource(natsURL, dataDir string) (jetstream.JetStream, func(), error) {
 	}
 	return js, func() { nc.Close(); stop() }, nil
 }
-
