@@ -30,8 +30,12 @@ type config struct {
 	// serve only
 	dataDir    string
 	natsListen string
-	// services against an external NATS
-	natsURL string
+	// services against an external NATS: URL, credentials (the password in a file, not on the
+	// command line) and the CA that signed the servers' certificates (TLS).
+	natsURL          string
+	natsUser         string
+	natsPasswordFile string
+	natsCAFile       string
 
 	ingest    ingest.Config
 	lifecycle lifecycle.Config
@@ -51,6 +55,7 @@ Usage:
   pushgo dispatch [flags]     the dispatch service, against --nats-url
   pushgo healthcheck [flags]  exit 0 when the API at --http-addr answers /healthz (for containers)
   pushgo tenant <command>     administer a hosted gateway's tenants (create, update, delete, list, usage)
+  pushgo deploy-secrets       write the compose cluster's CA, NATS certificates, users and config (--dir)
 
 Run "pushgo <command> -h" for the flags of a command. Every flag can also be set with the
 environment variable PUSHGO_<FLAG> (e.g. --http-addr: PUSHGO_HTTP_ADDR); a flag wins over it.
@@ -139,6 +144,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		num(&c.ingest.StreamsPerTenant, "streams-per-tenant", ingest.DefaultStreamsPerTenant, "live streams of a tenant's devices on this instance; 0: no limit")
 		dur(&c.ingest.StreamWriteTimeout, "stream-write-timeout", ingest.DefaultStreamWriteTimeout, "drop a stream whose client does not take a write (or answer a WebSocket ping) within this")
 	}
+	natsFlags := func() {
+		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated (tls://… with --nats-ca-file)")
+		str(&c.natsUser, "nats-user", "", "NATS user (default: the command's name, which is its role in the permission table); used with --nats-password-file")
+		str(&c.natsPasswordFile, "nats-password-file", "", "file holding the NATS user's password (empty: connect without credentials)")
+		str(&c.natsCAFile, "nats-ca-file", "", "PEM file of the CA that signed the NATS servers' certificates: connect with TLS and verify them")
+	}
 	switch c.command {
 	case "serve":
 		ingestFlags()
@@ -151,15 +162,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		ingestFlags()
 		busFlags(1)
 		boolean(&allowPrivate, "webhook-allow-private", "accept webhooks on loopback and private networks")
-		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+		natsFlags()
 	case "dispatch":
 		dispatchFlags()
 		busFlags(1)
 		boolean(&allowPrivate, "webhook-allow-private", "call webhooks on loopback and private networks")
-		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+		natsFlags()
 	case "lifecycle":
 		busFlags(1)
-		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+		natsFlags()
 	case "healthcheck":
 		str(&c.checkURL, "http-addr", ingest.DefaultHTTPAddr, "address of the API to check")
 	case "help", "-h", "--help":
