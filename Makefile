@@ -50,7 +50,7 @@ test-cluster-if-docker:
 	 else echo "test-cluster: no Docker engine answers; the cluster fault suite is skipped"; fi
 
 .PHONY: test-cluster
-test-cluster: images ## the cluster fault suite (testcontainers: 3 NATS nodes, 2× each service)
+test-cluster: images deploy-secrets ## the cluster fault suite (testcontainers: 3 NATS nodes, 2× each service; TLS and per-service users)
 	$(MAKE) docker-sweep
 	cd test/cluster && PUSHGO_CLUSTER_SUITE=1 TESTCONTAINERS_RYUK_DISABLED=true go test -count=1 -timeout=15m -v -run TestClusterFaults . ; \
 	  status=$$?; $(MAKE) -C $(CURDIR) docker-sweep; exit $$status
@@ -143,8 +143,16 @@ images: ## static binaries and FROM-scratch images pushgo:dev and pushgo-nats:de
 	docker build -q -t pushgo:dev $(IMAGES)/pushgo
 	docker build -q -t pushgo-nats:dev $(IMAGES)/nats
 
+# The CA, NATS certificates, users and configuration of the cluster (pushgo deploy-secrets,
+# package cmd/pushgo/internal/deploygen), git-ignored. Existing secrets are kept.
+DEPLOY_SECRETS := deploy/generated
+
+.PHONY: deploy-secrets
+deploy-secrets: ## generate (or complete) deploy/generated: CA, NATS certificates, users, passwords
+	cd cmd/pushgo && go run . deploy-secrets --dir $(CURDIR)/$(DEPLOY_SECRETS)
+
 .PHONY: compose-up
-compose-up: images ## start the cluster of deploy/compose.yaml (ingest on 127.0.0.1:6666 and :6676)
+compose-up: images deploy-secrets ## start the cluster of deploy/compose.yaml (ingest on 127.0.0.1:6666 and :6676)
 	$(COMPOSE) up -d
 	@for i in $$(seq 1 60); do \
 	  curl -sf 127.0.0.1:6666/readyz >/dev/null && curl -sf 127.0.0.1:6676/readyz >/dev/null && { echo "cluster ready"; exit 0; }; \

@@ -57,6 +57,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	fs.SetOutput(stderr)
 	natsURL := fs.String("nats-url", getenv("PUSHGO_NATS_URL"), "a live deployment's NATS, with auditor credentials")
 	dataDir := fs.String("data-dir", "", "a stopped pushgo serve data dir")
+	caFile := fs.String("nats-ca-file", getenv("PUSHGO_NATS_CA_FILE"), "PEM file of the CA that signed the NATS servers' certificates (tls:// URLs)")
 	keys := fs.String("log-public-keys", getenv("PUSHGO_LOG_PUBLIC_KEYS"), "public log keys (PEM files, comma separated)")
 	var f audit.Filter
 	var since, until, at string
@@ -97,7 +98,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 			return fail(err)
 		}
 	}
-	js, closeSource, err := auditSource(*natsURL, *dataDir)
+	nc, closeSource, err := auditSource(*natsURL, *caFile, *dataDir)
 	if err != nil {
 		return fail(err)
 	}
@@ -105,11 +106,11 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 
 	switch cmd {
 	case "export":
-		if _, err := audit.Export(ctx, js, f, stdout); err != nil {
+		if _, err := audit.Export(ctx, nc, f, stdout); err != nil {
 			return fail(err)
 		}
 	case "state":
-		if _, err := audit.State(ctx, js, atMs, f, stdout); err != nil {
+		if _, err := audit.State(ctx, nc, atMs, f, stdout); err != nil {
 			return fail(err)
 		}
 	case "verify":
@@ -125,10 +126,14 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		if v == nil {
 			return fail(errors.New("verify needs --log-public-keys"))
 		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fail(err)
+		}
 		if err := v.LoadHorizon(ctx, js, bus.StreamEvents); err != nil {
 			return fail(err)
 		}
-		r, err := audit.Verify(ctx, js, v, f, stderr)
+		r, err := audit.Verify(ctx, nc, v, f, stderr)
 		if err != nil {
 			return fail(err)
 		}
@@ -163,21 +168,22 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// auditSource connects to a live deployment, or starts an embedded server on a temporary copy
+// auditSource connects to a live deployment as the auditor (its own reply prefix, which is all
+// the permission table lets it subscribe to), or starts an embedded server on a temporary copy
 // of a stopped data dir's store (a JetStream server writes to the store it opens, and the
 // auditor's copy must stay as it was).
-func auditSource(natsURL, dataDir string) (jetstream.JetStream, func(), error) {
+func auditSource(natsURL, caFile, dataDir string) (*nats.Conn, func(), error) {
 	if natsURL != "" {
-		nc, err := nats.Connect(natsURL, nats.Name("pushgo-audit"), nats.Timeout(5*time.Second))
+		opts := []nats.Option{nats.Name("pushgo-audit"), nats.Timeout(5 * time.Second),
+			nats.CustomInboxPrefix(bus.InboxPrefix(bus.RoleAuditor))}
+		if caFile != "" {
+			opts = append(opts, nats.RootCAs(caFile))
+		}
+		nc, err := nats.Connect(natsURL, opts...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect: %w", err)
 		}
-		js, err := jetstream.New(nc)
-		if err != nil {
-			nc.Close()
-			return nil, nil, err
-		}
-		return js, nc.Close, nil
+		return nc, nc.Close, nil
 	}
 	store := filepath.Join(dataDir, "jetstream")
 	if !fileExists(store) {
@@ -209,11 +215,5 @@ func auditSource(natsURL, dataDir string) (jetstream.JetStream, func(), error) {
 		stop()
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		stop()
-		return nil, nil, err
-	}
-	return js, func() { nc.Close(); stop() }, nil
+	return nc, func() { nc.Close(); stop() }, nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,11 +22,17 @@ import (
 	"pushgo.dev/gateway/services/lifecycle/audit"
 )
 
-// runAudit runs `pushgo audit args…` in process against the gateway's JetStream.
+// audit runs `pushgo audit args…` in process against the gateway's JetStream, with the
+// auditor's credentials: what the permission table gives it must be enough.
 func (g *gateway) audit(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	args = append(args, "--nats-url", g.ns.ClientURL(), "--log-public-keys", g.cfg.ingest.LogPublicKeys)
+	u, err := url.Parse(g.ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(string(bus.RoleAuditor), bustest.RolePassword(bus.RoleAuditor))
+	args = append(args, "--nats-url", u.String(), "--log-public-keys", g.cfg.ingest.LogPublicKeys)
 	code = auditCommand(t.Context(), args, func(string) string { return "" }, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -159,7 +166,7 @@ func TestAudit(t *testing.T) {
 // entries unsigned, not broken, and the new ones chained, also across the two.
 func TestSignedStoreUpgrade(t *testing.T) {
 	t.Parallel()
-	ns := bustest.RunServer(t)
+	ns := bustest.RunSecured(t)
 	old := startGateway(t, gatewayOpts{ns: ns, unsigned: true})
 	ch := old.channel(t)
 	ev := old.mustOK(t, "/event/create", createBody(ch, obj{"op_id": "old-c"}))["event_id"].(string)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/bus/bustest"
 )
 
@@ -154,7 +155,12 @@ func TestServeSurvivesRestart(t *testing.T) {
 	if err := exec.Command(pushgoBinary(t), "healthcheck", "--http-addr", freeAddr(t)).Run(); err == nil {
 		t.Fatal("healthcheck of nothing succeeded")
 	}
-	nc, err := nats.Connect("nats://" + natsAddr)
+	// The listener takes the auditor's credentials only (auditor_test.go checks what they allow).
+	if nc, err := nats.Connect("nats://" + natsAddr); err == nil {
+		nc.Close()
+		t.Fatal("--nats-listen accepted an anonymous connection")
+	}
+	nc, err := nats.Connect(auditorURL(t, dir), nats.CustomInboxPrefix(bus.InboxPrefix(bus.RoleAuditor)))
 	if err != nil {
 		t.Fatalf("--nats-listen: %v", err)
 	}

@@ -33,8 +33,12 @@ type config struct {
 	// logPublicKeys is --log-public-keys, shared by the services.
 	logPublicKeys string
 	natsListen    string
-	// services against an external NATS
-	natsURL string
+	// services against an external NATS: URL, credentials (the password in a file, not on the
+	// command line) and the CA that signed the servers' certificates (TLS).
+	natsURL          string
+	natsUser         string
+	natsPasswordFile string
+	natsCAFile       string
 	// serve, ingest, dispatch: the key sealing secrets at rest (serve: <data-dir>/keys/secrets.key
 	// when empty) and the old keys still accepted for reading, comma separated (secrets.go).
 	secretsKeyFile     string
@@ -59,6 +63,7 @@ Usage:
   pushgo healthcheck [flags]  exit 0 when the API at --http-addr answers /healthz (for containers)
   pushgo tenant <command>     administer a hosted gateway's tenants (create, update, delete, list, usage)
   pushgo audit <command>      read and check the event log (export, verify, state); never writes
+  pushgo deploy-secrets       write the compose cluster's CA, NATS certificates, users and config (--dir)
 
 Run "pushgo <command> -h" for the flags of a command. Every flag can also be set with the
 environment variable PUSHGO_<FLAG> (e.g. --http-addr: PUSHGO_HTTP_ADDR); a flag wins over it.
@@ -158,6 +163,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	logPublicKeysFlag := func() {
 		str(&c.logPublicKeys, "log-public-keys", "", "public keys (PEM files, comma separated) that verify the event log, the current one and those of earlier entries")
 	}
+	natsFlags := func() {
+		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated (tls://… with --nats-ca-file)")
+		str(&c.natsUser, "nats-user", "", "NATS user (default: the command's name, which is its role in the permission table); used with --nats-password-file")
+		str(&c.natsPasswordFile, "nats-password-file", "", "file holding the NATS user's password (empty: connect without credentials)")
+		str(&c.natsCAFile, "nats-ca-file", "", "PEM file of the CA that signed the NATS servers' certificates: connect with TLS and verify them")
+	}
 	switch c.command {
 	case "serve":
 		logKeyFlag()
@@ -175,19 +186,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		busFlags(1)
 		boolean(&allowPrivate, "webhook-allow-private", "accept webhooks on loopback and private networks")
 		secretsFlags("key (32 bytes, standard base64, one line) sealing webhook secrets at rest (none: stored in clear, with a warning)")
-		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+		natsFlags()
 	case "dispatch":
 		logPublicKeysFlag()
 		dispatchFlags()
 		busFlags(1)
 		boolean(&allowPrivate, "webhook-allow-private", "call webhooks on loopback and private networks")
 		secretsFlags("key opening the webhook secrets ingest sealed (none: only clear ones sign, with a warning)")
-		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+		natsFlags()
 	case "lifecycle":
 		logKeyFlag()
 		logPublicKeysFlag()
 		busFlags(1)
-		str(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+		natsFlags()
 	case "healthcheck":
 		str(&c.checkURL, "http-addr", ingest.DefaultHTTPAddr, "address of the API to check")
 	case "help", "-h", "--help":

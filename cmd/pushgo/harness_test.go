@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/bus/bustest"
 )
 
@@ -141,12 +142,15 @@ type gateway struct {
 }
 
 // startGateway runs ingest, lifecycle and dispatch against a fresh
-// embedded JetStream server until the test ends.
+// embedded JetStream server until the test ends. Each service connects as its own user of the
+// permission table (bus.Table), so every end-to-end test checks that the table allows what the
+// services do: a permission violation reported to any of them fails the test. The test's own
+// connections without credentials have full access (bustest.RunSecured).
 func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	t.Helper()
 	ns := o.ns
 	if ns == nil {
-		ns = bustest.RunServer(t)
+		ns = bustest.RunSecured(t)
 	}
 	cfg, err := parseConfig([]string{"serve"}, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -207,10 +211,16 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 		log = o.logger
 	}
 	ctx, cancel := context.WithCancel(t.Context())
+	violations := &bustest.Violations{}
+	t.Cleanup(func() {
+		for _, v := range violations.All() {
+			t.Errorf("a service did what the permission table does not allow: %s", v)
+		}
+	})
 	done := make(chan error, 1)
 	go func() {
 		done <- startAll(ctx, cfg, log, ln, func(svc string) (*nats.Conn, error) {
-			nc, err := nats.Connect(ns.ClientURL())
+			nc, err := nats.Connect(ns.ClientURL(), bustest.RoleOptions(bus.Role(svc), violations)...)
 			g.mu.Lock()
 			g.conns[svc] = nc
 			g.mu.Unlock()

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
+	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/services/dispatch"
 	"pushgo.dev/gateway/services/ingest"
 	"pushgo.dev/gateway/services/lifecycle"
@@ -42,7 +45,7 @@ func run(ctx context.Context, cfg config) error {
 	if cfg.command == "serve" {
 		return serve(ctx, cfg, log)
 	}
-	nc, err := connect(cfg.natsURL, "pushgo-"+cfg.command, log)
+	nc, err := connect(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -58,25 +61,62 @@ func run(ctx context.Context, cfg config) error {
 	return fmt.Errorf("unknown command %q", cfg.command)
 }
 
-// connect dials an external NATS and keeps reconnecting for ever: a service outlives broker
-// restarts. Pings every 2 s find a server cut off by the network within ~6 s (the default,
-// 2 minutes × 2, would leave the service talking to a dead socket for 4 minutes).
-func connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+// connect dials an external NATS as the service's own user and keeps reconnecting for ever: a
+// service outlives broker restarts. Pings every 2 s find a server cut off by the network within
+// ~6 s (the default, 2 minutes × 2, would leave the service talking to a dead socket for 4
+// minutes). Replies come under the role's inbox prefix, the only one its user may subscribe to.
+func connect(cfg config, log *slog.Logger) (*nats.Conn, error) {
+	name := "pushgo-" + cfg.command
+	role := bus.Role(cfg.command)
+	opts := []nats.Option{
 		nats.Name(name),
+		nats.CustomInboxPrefix(bus.InboxPrefix(role)),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.PingInterval(2*time.Second),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.PingInterval(2 * time.Second),
 		nats.MaxPingsOutstanding(3),
-		nats.Timeout(2*time.Second),
+		nats.Timeout(2 * time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)
+		nats.ErrorHandler(natsErrors(log, cfg.command)),
+	}
+	if cfg.natsPasswordFile != "" {
+		b, err := os.ReadFile(cfg.natsPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-password-file: %w", err)
+		}
+		pw := strings.TrimSpace(string(b))
+		if pw == "" {
+			return nil, fmt.Errorf("--nats-password-file: %s is empty", cfg.natsPasswordFile)
+		}
+		opts = append(opts, nats.UserInfo(cmp.Or(cfg.natsUser, cfg.command), pw))
+	}
+	if cfg.natsCAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.natsCAFile))
+	}
+	nc, err := nats.Connect(cfg.natsURL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", url, err)
+		return nil, fmt.Errorf("connect %s: %w", cfg.natsURL, err)
 	}
 	return nc, nil
+}
+
+// natsErrors logs the asynchronous errors the broker reports to a connection. A permission
+// violation means the permission table (bus.Table) lacks something the service does, or the
+// broker runs another table: an error worth an operator's look.
+func natsErrors(log *slog.Logger, svc string) nats.ErrHandler {
+	return func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		attrs := []any{"service", svc, "err", err}
+		if sub != nil {
+			attrs = append(attrs, "subject", sub.Subject)
+		}
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			log.Error("NATS permission violation", attrs...)
+			return
+		}
+		log.Warn("NATS error", attrs...)
+	}
 }
 
 // startAll runs ingest until ctx is done, and lifecycle and dispatch until ingest has stopped,

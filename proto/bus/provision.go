@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -138,9 +140,67 @@ func BucketConfigs(o Options) []jetstream.KeyValueConfig {
 }
 
 // Provision creates or updates every stream and bucket. It is idempotent and safe to run from
-// several instances at once; each service runs it at start so that no start order is needed.
+// several instances at once. It needs every role's admin rights: tests and tools with full
+// access use it; services use ProvisionRole.
 func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
+	return provision(ctx, js, o, func(string) bool { return true })
+}
+
+// ProvisionRole creates or updates the streams and buckets role owns (Permissions.Provisions),
+// then waits until those it needs from other roles exist (Permissions.Needs), logging every
+// waitLogEvery while it waits, until ctx is done. Each service runs it at start, so no start
+// order is needed: a service started before the owner of a stream it reads waits for it.
+func ProvisionRole(ctx context.Context, js jetstream.JetStream, o Options, role Role, log *slog.Logger) error {
+	p, ok := PermissionsOf(role)
+	if !ok {
+		return fmt.Errorf("provision: unknown role %q", role)
+	}
+	if err := provision(ctx, js, o, func(stream string) bool { return slices.Contains(p.Provisions, stream) }); err != nil {
+		return err
+	}
+	for _, name := range p.Needs {
+		if err := waitStream(ctx, js, name, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitLogEvery is how often ProvisionRole says what it is waiting for.
+const waitLogEvery = 10 * time.Second
+
+// waitStream polls until stream exists.
+func waitStream(ctx context.Context, js jetstream.JetStream, name string, log *slog.Logger) error {
+	began, logged := time.Now(), time.Now()
+	for {
+		tctx, cancel := context.WithTimeout(ctx, PerTry)
+		_, err := js.Stream(tctx, name)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) && !Transient(err) {
+			return fmt.Errorf("wait for stream %s: %w", name, err)
+		}
+		if time.Since(logged) >= waitLogEvery {
+			logged = time.Now()
+			log.Warn("waiting for a stream another service provisions", "stream", name, "waited", time.Since(began).Round(time.Second), "err", err)
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("wait for stream %s: %w", name, errors.Join(err, ctx.Err()))
+		case <-t.C:
+		}
+	}
+}
+
+func provision(ctx context.Context, js jetstream.JetStream, o Options, owned func(stream string) bool) error {
 	for _, cfg := range StreamConfigs(o) {
+		if !owned(cfg.Name) {
+			continue
+		}
 		if err := retryProvision(ctx, func() error {
 			s, err := js.Stream(ctx, cfg.Name)
 			switch {
@@ -170,6 +230,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 	}
 	for _, cfg := range BucketConfigs(o) {
+		if !owned(KVStream(cfg.Bucket)) {
+			continue
+		}
 		if err := retryProvision(ctx, func() error { return ensureBucket(ctx, js, cfg) }); err != nil {
 			return fmt.Errorf("provision bucket %s: %w", cfg.Bucket, err)
 		}

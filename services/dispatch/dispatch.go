@@ -88,6 +88,14 @@ type Deps struct {
 // Run provisions the bus, then delivers domain events until ctx is done, finishing those in
 // hand.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
+	err := run(ctx, cfg, deps)
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil // stopped while starting, e.g. waiting for the streams other services provision
+	}
+	return err
+}
+
+func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -97,7 +105,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
-	if err := bus.Provision(ctx, js, cfg.Bus); err != nil {
+	if err := bus.ProvisionRole(ctx, js, cfg.Bus, bus.RoleDispatch, log); err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{

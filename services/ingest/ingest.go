@@ -237,7 +237,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	if err := bus.Provision(ctx, js, cfg.Bus); err != nil {
+	if err := bus.ProvisionRole(ctx, js, cfg.Bus, bus.RoleIngest, log); err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	addrs, err := cfg.addresses()

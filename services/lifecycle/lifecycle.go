@@ -77,6 +77,14 @@ type Deps struct {
 
 // Run provisions the bus, then handles commands until ctx is done, finishing those in hand.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
+	err := run(ctx, cfg, deps)
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil // stopped while starting, e.g. waiting for the streams other services provision
+	}
+	return err
+}
+
+func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -85,7 +93,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
-	if err := bus.Provision(ctx, js, cfg.Bus); err != nil {
+	if err := bus.ProvisionRole(ctx, js, cfg.Bus, bus.RoleLifecycle, log); err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
 	cons, horizon, err := commandsConsumer(ctx, js, jetstream.ConsumerConfig{

@@ -38,6 +38,31 @@ type cluster struct {
 	ingest []*testcontainers.DockerContainer
 	life   []*testcontainers.DockerContainer
 	disp   []*testcontainers.DockerContainer
+
+	secrets secrets
+}
+
+// adminUser is the full-access user of deploy/generated: this suite's own connections (stream
+// leaders, consumer state, the event store and inboxes it verifies) use it; services never do.
+const adminUser = "admin"
+
+// secrets are what `make deploy-secrets` generated.
+type secrets struct {
+	dir           string
+	adminPassword string
+}
+
+func loadSecrets(t *testing.T) secrets {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "..", "deploy", "generated"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, adminUser, "password"))
+	if err != nil {
+		t.Fatalf("the cluster's certificates and credentials: %v (run `make deploy-secrets`; `make test-cluster` does)", err)
+	}
+	return secrets{dir: dir, adminPassword: strings.TrimSpace(string(b))}
 }
 
 // loopbackPorts publishes the given container ports on 127.0.0.1 only, on random host ports.
@@ -70,12 +95,19 @@ func startCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	routes := "nats://nats1:6222,nats://nats2:6222,nats://nats3:6222"
+	c.secrets = loadSecrets(t)
 	for _, name := range natsNodes {
+		// The configuration of deploy/compose.yaml (make deploy-secrets): TLS on client and
+		// route connections, the users of the permission table.
+		var files []testcontainers.ContainerFile
+		for _, f := range []string{name + ".conf", "users.conf", "ca.pem", name + ".pem", name + "-key.pem"} {
+			files = append(files, testcontainers.ContainerFile{HostFilePath: filepath.Join(c.secrets.dir, "nats", f),
+				ContainerFilePath: "/etc/nats/" + f, FileMode: 0o400})
+		}
 		ctr, err := testcontainers.Run(ctx, imageNATS,
 			network.WithNetwork([]string{name}, c.nw),
-			testcontainers.WithCmd("-n", name, "-js", "-sd", "/data", "--cluster_name", "pushgo",
-				"--cluster", "nats://0.0.0.0:6222", "--routes", routes, "-m", "8222"),
+			testcontainers.WithFiles(files...),
+			testcontainers.WithCmd("-c", "/etc/nats/"+name+".conf"),
 			testcontainers.WithExposedPorts("4222/tcp"),
 			loopbackPorts("4222/tcp"),
 			testcontainers.WithWaitStrategy(wait.ForLog("Server is ready").WithStartupTimeout(time.Minute)),
@@ -89,19 +121,26 @@ func startCluster(t *testing.T) *cluster {
 	c.waitHealthy(2 * time.Minute)
 
 	env := map[string]string{
-		"PUSHGO_NATS_URL":   "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222",
-		"PUSHGO_REPLICAS":   "3",
-		"PUSHGO_LOG_FORMAT": "json",
+		"PUSHGO_NATS_URL":           "tls://nats1:4222,tls://nats2:4222,tls://nats3:4222",
+		"PUSHGO_NATS_PASSWORD_FILE": "/run/pushgo/password",
+		"PUSHGO_NATS_CA_FILE":       "/run/pushgo/ca.pem",
+		"PUSHGO_REPLICAS":           "3",
+		"PUSHGO_LOG_FORMAT":         "json",
 		// The load sets up 20 channels and 40 devices from one address at once; the other
 		// limits of a public gateway stay at their defaults.
 		"PUSHGO_CREATES_PER_MINUTE": "0",
 	}
 	service := func(args []string, opts ...testcontainers.ContainerCustomizer) *testcontainers.DockerContainer {
 		t.Helper()
+		// Each service gets its own user's password and the CA, as its compose mount does.
+		role := args[0]
 		all := append([]testcontainers.ContainerCustomizer{
 			network.WithNetwork(nil, c.nw),
 			testcontainers.WithEnv(env),
 			testcontainers.WithCmd(args...),
+			testcontainers.WithFiles(
+				testcontainers.ContainerFile{HostFilePath: filepath.Join(c.secrets.dir, role, "password"), ContainerFilePath: "/run/pushgo/password", FileMode: 0o444},
+				testcontainers.ContainerFile{HostFilePath: filepath.Join(c.secrets.dir, role, "ca.pem"), ContainerFilePath: "/run/pushgo/ca.pem", FileMode: 0o444}),
 		}, opts...)
 		ctr, err := testcontainers.Run(ctx, imagePushgo, all...)
 		testcontainers.CleanupContainer(t, ctr)
@@ -165,7 +204,8 @@ func (c *cluster) connect() (*nats.Conn, jetstream.JetStream, error) {
 			urls = append(urls, ep)
 		}
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+		nats.UserInfo(adminUser, c.secrets.adminPassword), nats.RootCAs(filepath.Join(c.secrets.dir, "ca.pem")))
 	if err != nil {
 		return nil, nil, err
 	}

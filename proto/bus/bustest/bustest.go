@@ -3,6 +3,10 @@
 package bustest
 
 import (
+	"errors"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/bus/natsauth"
 )
 
 // RunServer starts an embedded JetStream server on a random loopback port with its store in a
@@ -70,4 +75,101 @@ func Provisioned(tb testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream
 		tb.Fatalf("provision: %v", err)
 	}
 	return s, nc, js
+}
+
+// AdminUser is the full-access user of RunSecured; connections without credentials are it.
+const AdminUser = "admin"
+
+// RolePassword is the password of a role's user on a RunSecured server.
+func RolePassword(r bus.Role) string { return "test-" + string(r) }
+
+// RunSecured starts an embedded JetStream server like RunServer whose users are the roles of
+// bus.Table (password RolePassword) plus AdminUser with full access, which is also what a
+// connection without credentials gets, so that tests keep reading and writing everything.
+func RunSecured(tb testing.TB) *server.Server {
+	tb.Helper()
+	users := []*server.User{{Username: AdminUser, Password: "test-admin"}}
+	for _, r := range bus.Roles {
+		u, err := natsauth.ServerUser(bus.User{Name: string(r), Password: RolePassword(r), Role: r})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		users = append(users, u)
+	}
+	s, err := server.NewServer(&server.Options{
+		Host:       "127.0.0.1",
+		Port:       -1,
+		JetStream:  true,
+		StoreDir:   tb.TempDir(),
+		NoLog:      true,
+		NoSigs:     true,
+		Users:      users,
+		NoAuthUser: AdminUser,
+	})
+	if err != nil {
+		tb.Fatalf("new nats server: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats server not ready after 10s")
+	}
+	tb.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// Violations records the permission violations the server reported to a connection.
+type Violations struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+// Add records err when it is a permission violation.
+func (v *Violations) Add(err error) {
+	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.errs = append(v.errs, err.Error())
+}
+
+// All returns every violation so far.
+func (v *Violations) All() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.errs)
+}
+
+// Has reports whether a violation naming subject was recorded.
+func (v *Violations) Has(subject string) bool {
+	for _, e := range v.All() {
+		if strings.Contains(e, `"`+subject+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// ConnectRole connects to a RunSecured server as role r, with the role's inbox prefix, and
+// records the permission violations the server reports. The connection closes when the test
+// ends.
+func ConnectRole(tb testing.TB, s *server.Server, r bus.Role) (*nats.Conn, *Violations) {
+	tb.Helper()
+	v := &Violations{}
+	nc, err := nats.Connect(s.ClientURL(), RoleOptions(r, v)...)
+	if err != nil {
+		tb.Fatalf("connect as %s: %v", r, err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc, v
+}
+
+// RoleOptions are the connection options of role r on a RunSecured server; violations are
+// recorded in v.
+func RoleOptions(r bus.Role, v *Violations) []nats.Option {
+	return []nats.Option{nats.UserInfo(string(r), RolePassword(r)), nats.CustomInboxPrefix(bus.InboxPrefix(r)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { v.Add(err) })}
 }

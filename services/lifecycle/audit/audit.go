@@ -10,9 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
@@ -54,60 +53,17 @@ type Msg struct {
 	Data    []byte
 }
 
-// each calls fn for every message of the filter's subjects in stream order, with an ordered
-// consumer: memory stays bounded at any log size. It stops at the last message the stream held
-// when it started.
-func each(ctx context.Context, js jetstream.JetStream, f Filter, fn func(Msg) error) error {
-	st, err := js.Stream(ctx, bus.StreamEvents)
-	if err != nil {
-		return fmt.Errorf("events stream: %w", err)
-	}
-	last := st.CachedInfo().State.LastSeq
-	if last == 0 {
-		return nil
-	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{f.subject()}, InactiveThreshold: time.Minute}
-	if f.Since > 0 {
-		// Stream time is when the entry was stored, a moment after it was recorded; starting
-		// a minute early leaves room for clock skew, and keeps filters exact.
-		start := time.UnixMilli(f.Since).Add(-time.Minute)
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
-	}
-	cons, err := js.OrderedConsumer(ctx, bus.StreamEvents, cfg)
-	if err != nil {
+// each calls fn for every message of the filter's subjects in stream order, read with batched
+// direct gets (no consumer: the auditor's credentials may not make one), so memory stays
+// bounded at any log size. It stops at the last message the stream held when it reached it.
+func each(ctx context.Context, nc *nats.Conn, f Filter, fn func(Msg) error) error {
+	err := bus.History(ctx, nc, bus.StreamEvents, f.subject(), 1, func(m *bus.Msg) error {
+		return fn(Msg{Subject: m.Subject, Seq: m.Seq, Data: m.Data})
+	})
+	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("read the log: %w", err)
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("read the log: %w", err)
-	}
-	if info.NumPending == 0 {
-		return nil
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
-	if err != nil {
-		return fmt.Errorf("read the log: %w", err)
-	}
-	defer it.Stop()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("read the log: %w", err)
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("read the log: %w", err)
-		}
-		if err := fn(Msg{Subject: m.Subject(), Seq: md.Sequence.Stream, Data: m.Data()}); err != nil {
-			return err
-		}
-		if md.NumPending == 0 || md.Sequence.Stream >= last {
-			return nil
-		}
-	}
+	return err
 }
 
 // decode decodes an entry without checking it (export, state).

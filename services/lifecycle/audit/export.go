@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"io"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -38,11 +38,11 @@ var jsonOpts = protojson.MarshalOptions{UseProtoNames: true}
 
 // Export writes every entry f selects to w as JSON Lines, in stream order, and returns how
 // many it wrote. It checks nothing (Verify does).
-func Export(ctx context.Context, js jetstream.JetStream, f Filter, w io.Writer) (int, error) {
+func Export(ctx context.Context, nc *nats.Conn, f Filter, w io.Writer) (int, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
 	n := 0
-	err := each(ctx, js, f, func(m Msg) error {
+	err := each(ctx, nc, f, func(m Msg) error {
 		rec, err := decode(m)
 		if err != nil {
 			n++

@@ -7,19 +7,19 @@ import (
 	"io"
 	"slices"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 )
 
 // State writes, as JSON Lines ordered by channel and event id, every event f selects as it
 // was at time at (Unix ms): the state its last entry recorded at or before at. Events created
 // after at are left out. It keeps one state per event in memory.
-func State(ctx context.Context, js jetstream.JetStream, at int64, f Filter, w io.Writer) (int, error) {
+func State(ctx context.Context, nc *nats.Conn, at int64, f Filter, w io.Writer) (int, error) {
 	f.Until = at
 	thing := f.Thing
 	f.Thing = "" // an event's thing_id is fixed at create: filter on its final state here
 	states := map[string]json.RawMessage{}
 	things := map[string]string{}
-	err := each(ctx, js, f, func(m Msg) error {
+	err := each(ctx, nc, f, func(m Msg) error {
 		rec, err := decode(m)
 		if err != nil || !f.keeps(rec) {
 			return nil

@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
@@ -52,7 +52,7 @@ type track struct {
 // refolded so far gives the applied flag, version and state it records. A broken entry is
 // left out of its event's chain and fold. progress, when not nil, gets a line every few
 // seconds on long runs.
-func Verify(ctx context.Context, js jetstream.JetStream, v *logsign.Verifier, f Filter, progress io.Writer) (*Report, error) {
+func Verify(ctx context.Context, nc *nats.Conn, v *logsign.Verifier, f Filter, progress io.Writer) (*Report, error) {
 	if v == nil {
 		return nil, errors.New("audit verify needs the log's public keys")
 	}
@@ -63,7 +63,7 @@ func Verify(ctx context.Context, js jetstream.JetStream, v *logsign.Verifier, f 
 		*counter++
 		r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
 	}
-	err := each(ctx, js, f, func(m Msg) error {
+	err := each(ctx, nc, f, func(m Msg) error {
 		if progress != nil && time.Since(lastProgress) > 2*time.Second {
 			fmt.Fprintf(progress, "audit: %d entries read, at seq %d\n", r.Entries, m.Seq)
 			lastProgress = time.Now()
