@@ -84,7 +84,7 @@ func Verify(ctx context.Context, nc *nats.Conn, v *logsign.Verifier, f Filter, p
 			events[m.Subject] = t
 			r.Events++
 		}
-		if e.Signed && !(t.partial && t.last == nil) {
+		if e.Signed && (!t.partial || t.last != nil) {
 			if err := v.Follows(t.last, e); err != nil {
 				problem(&r.Broken, "broken: %v", err)
 				return nil
