@@ -72,6 +72,19 @@ func LeaderRange(ctx context.Context, nc *nats.Conn, stream, subject string, fro
 	return nil
 }
 
+// FirstSeq is the sequence of the oldest message a stream still holds (older ones expired).
+func FirstSeq(ctx context.Context, nc *nats.Conn, stream string) (uint64, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	return st.CachedInfo().State.FirstSeq, nil
+}
+
 // LeaderMsg reads the message at sequence seq from the stream's leader.
 func LeaderMsg(ctx context.Context, nc *nats.Conn, stream string, seq uint64) (*Msg, error) {
 	return leaderGet(ctx, nc, stream, msgGetRequest{Seq: seq})

@@ -246,6 +246,17 @@ func (v *Verifier) Follows(prev, next *Entry) error {
 	return nil
 }
 
+// Starts checks next as the oldest entry of its event the stream still holds: the event's
+// first, or one whose predecessor is below firstSeq, the stream's oldest sequence (it expired
+// with the retention; the log denies deletes, so nothing above firstSeq can be missing that
+// way).
+func (v *Verifier) Starts(next *Entry, firstSeq uint64) error {
+	if ps := next.Rec.GetPrevSeq(); v != nil && next.Signed && ps > 0 && ps < firstSeq {
+		return nil
+	}
+	return v.Follows(nil, next)
+}
+
 func (v *Verifier) broken(subject string, seq uint64, reason string) error {
 	if v != nil {
 		v.failures.Add(1)

@@ -23,26 +23,38 @@ func (v *Verifier) CheckPlace(ctx context.Context, nc *nats.Conn, stream string,
 		return nil
 	}
 	var prev *Entry
-	if ps := e.Rec.GetPrevSeq(); known != nil && ps > 0 && known.Seq == ps && known.Subject == e.Subject {
+	ps := e.Rec.GetPrevSeq()
+	expired := false
+	if known != nil && ps > 0 && known.Seq == ps && known.Subject == e.Subject {
 		prev = known
 	} else if ps > 0 {
 		m, err := bus.LeaderMsg(ctx, nc, stream, ps)
-		switch {
-		case errors.Is(err, bus.ErrNotFound) || (err == nil && m.Subject != e.Subject):
-			return v.broken(e.Subject, e.Seq, fmt.Sprintf("the entry before it (seq %d) is missing", ps))
-		case err != nil:
+		if errors.Is(err, bus.ErrNotFound) {
+			// Expired with the retention, or removed: only the first is allowed.
+			first, ferr := bus.FirstSeq(ctx, nc, stream)
+			if ferr != nil {
+				return ferr
+			}
+			if ps >= first {
+				return v.broken(e.Subject, e.Seq, fmt.Sprintf("the entry before it (seq %d) is missing", ps))
+			}
+			expired = true
+		} else if err != nil {
 			return err
-		}
-		if prev, err = v.Open(m.Subject, m.Seq, m.Data); err != nil {
+		} else if m.Subject != e.Subject {
+			return v.broken(e.Subject, e.Seq, fmt.Sprintf("the entry before it (seq %d) is missing", ps))
+		} else if prev, err = v.Open(m.Subject, m.Seq, m.Data); err != nil {
 			return err
 		}
 	}
-	if err := v.Follows(prev, e); err != nil {
-		return err
+	if !expired {
+		if err := v.Follows(prev, e); err != nil {
+			return err
+		}
 	}
 	from := uint64(1)
-	if prev != nil {
-		from = prev.Seq + 1
+	if ps > 0 {
+		from = ps + 1
 	}
 	next, err := bus.LeaderNext(ctx, nc, stream, e.Subject, from)
 	if err != nil && !errors.Is(err, bus.ErrNotFound) {

@@ -95,4 +95,20 @@ func TestCheckPlace(t *testing.T) {
 	if err := v.CheckPlace(t.Context(), nc, "T", c[3], nil); err != nil {
 		t.Fatalf("version 4 (its own predecessor is there): %v", err)
 	}
+	// Everything up to version 2 gone, as the retention expires the oldest messages: version
+	// 3 is now the oldest entry held, and stands.
+	for seq := uint64(1); seq < c[1].Seq; seq++ {
+		if err := st.DeleteMsg(t.Context(), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.CheckPlace(t.Context(), nc, "T", c[2], nil); err != nil {
+		t.Fatalf("version 3 after the older entries expired: %v", err)
+	}
+	if err := v.Starts(c[2], c[2].Seq); err != nil {
+		t.Fatalf("Starts after expiry: %v", err)
+	}
+	if err := v.Starts(c[2], c[1].Seq); err == nil {
+		t.Fatal("Starts accepted an entry whose predecessor is within the stream")
+	}
 }

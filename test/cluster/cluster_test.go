@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/testcontainers/testcontainers-go"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/services/lifecycle/audit"
 )
 
 // Load and fault parameters (DESIGN: ≥ 2,000 event ops on ≥ 20 channels, ≥ 2 devices each).
@@ -135,4 +139,37 @@ func TestClusterFaults(t *testing.T) {
 	}
 	fmt.Fprintf(os.Stdout, "cluster: ops=%d acknowledged=%d lost=%d duplicated_log=%d duplicated_inbox=%d max_stall_s=%.1f\n",
 		r.ops, r.acknowledged, r.lost, r.duplicatedLog, r.duplicatedInbox, stall.Seconds())
+	auditLog(t, c)
+}
+
+// auditLog runs what `pushgo audit verify` runs, with the auditor's credentials, over the
+// whole log the faults left: every entry must be signed, chained and refold to what it records.
+func auditLog(t *testing.T, c *cluster) {
+	nc, err := c.connectAuditor()
+	if err != nil {
+		t.Fatalf("audit: connect as the auditor: %v", err)
+	}
+	defer nc.Close()
+	_, v, err := logsign.Load("", filepath.Join(c.secrets.dir, string(bus.RoleAuditor), "log-ed25519.pub.pem"))
+	if err != nil || v == nil {
+		t.Fatalf("audit: log public key: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.LoadHorizon(t.Context(), js, bus.StreamEvents); err != nil {
+		t.Fatalf("audit: horizon: %v", err)
+	}
+	rep, err := audit.Verify(t.Context(), nc, v, audit.Filter{}, nil)
+	if err != nil {
+		t.Fatalf("audit verify: %v", err)
+	}
+	for _, p := range rep.Problems {
+		t.Error(p)
+	}
+	if rep.Broken > 0 || rep.Mismatched > 0 || rep.Unsigned > 0 || rep.OK == 0 {
+		t.Errorf("audit verify of the cluster's log: %s", rep.Summary())
+	}
+	fmt.Fprintln(os.Stdout, "cluster: "+rep.Summary())
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"pushgo.dev/gateway/proto/bus"
 )
 
 // Images built by `make images`.
@@ -124,8 +126,12 @@ func startCluster(t *testing.T) *cluster {
 		"PUSHGO_NATS_URL":           "tls://nats1:4222,tls://nats2:4222,tls://nats3:4222",
 		"PUSHGO_NATS_PASSWORD_FILE": "/run/pushgo/password",
 		"PUSHGO_NATS_CA_FILE":       "/run/pushgo/ca.pem",
-		"PUSHGO_REPLICAS":           "3",
-		"PUSHGO_LOG_FORMAT":         "json",
+		// As in deploy/compose.yaml: each service reads the variables of its own flags.
+		"PUSHGO_LOG_KEY_FILE":     "/run/pushgo/log-ed25519.pem",
+		"PUSHGO_LOG_PUBLIC_KEYS":  "/run/pushgo/log-ed25519.pub.pem",
+		"PUSHGO_SECRETS_KEY_FILE": "/run/pushgo/secrets.key",
+		"PUSHGO_REPLICAS":         "3",
+		"PUSHGO_LOG_FORMAT":       "json",
 		// The load sets up 20 channels and 40 devices from one address at once; the other
 		// limits of a public gateway stay at their defaults.
 		"PUSHGO_CREATES_PER_MINUTE": "0",
@@ -134,13 +140,17 @@ func startCluster(t *testing.T) *cluster {
 		t.Helper()
 		// Each service gets its own user's password and the CA, as its compose mount does.
 		role := args[0]
+		var files []testcontainers.ContainerFile
+		for _, f := range []string{"password", "ca.pem", "log-ed25519.pub.pem", "log-ed25519.pem", "secrets.key"} {
+			if _, err := os.Stat(filepath.Join(c.secrets.dir, role, f)); err == nil { // the role's own files only
+				files = append(files, testcontainers.ContainerFile{HostFilePath: filepath.Join(c.secrets.dir, role, f), ContainerFilePath: "/run/pushgo/" + f, FileMode: 0o444})
+			}
+		}
 		all := append([]testcontainers.ContainerCustomizer{
 			network.WithNetwork(nil, c.nw),
 			testcontainers.WithEnv(env),
 			testcontainers.WithCmd(args...),
-			testcontainers.WithFiles(
-				testcontainers.ContainerFile{HostFilePath: filepath.Join(c.secrets.dir, role, "password"), ContainerFilePath: "/run/pushgo/password", FileMode: 0o444},
-				testcontainers.ContainerFile{HostFilePath: filepath.Join(c.secrets.dir, role, "ca.pem"), ContainerFilePath: "/run/pushgo/ca.pem", FileMode: 0o444}),
+			testcontainers.WithFiles(files...),
 		}, opts...)
 		ctr, err := testcontainers.Run(ctx, imagePushgo, all...)
 		testcontainers.CleanupContainer(t, ctr)
@@ -196,15 +206,30 @@ func (c *cluster) ingestURLs() []string {
 	return urls
 }
 
-// connect opens a NATS connection to the nodes that are up, from the host.
-func (c *cluster) connect() (*nats.Conn, jetstream.JetStream, error) {
+// natsURLs are the client URLs of the nodes that are up, from the host.
+func (c *cluster) natsURLs() string {
 	var urls []string
 	for _, name := range natsNodes {
 		if ep, err := c.nats[name].PortEndpoint(c.t.Context(), "4222/tcp", "nats"); err == nil {
 			urls = append(urls, ep)
 		}
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+	return strings.Join(urls, ",")
+}
+
+// connectAuditor connects as the auditor of deploy/generated, as `pushgo audit` does.
+func (c *cluster) connectAuditor() (*nats.Conn, error) {
+	b, err := os.ReadFile(filepath.Join(c.secrets.dir, string(bus.RoleAuditor), "password"))
+	if err != nil {
+		return nil, err
+	}
+	return nats.Connect(c.natsURLs(), nats.UserInfo(string(bus.RoleAuditor), strings.TrimSpace(string(b))),
+		nats.RootCAs(filepath.Join(c.secrets.dir, "ca.pem")), nats.CustomInboxPrefix(bus.InboxPrefix(bus.RoleAuditor)))
+}
+
+// connect opens a NATS connection to the nodes that are up, from the host.
+func (c *cluster) connect() (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(c.natsURLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
 		nats.UserInfo(adminUser, c.secrets.adminPassword), nats.RootCAs(filepath.Join(c.secrets.dir, "ca.pem")))
 	if err != nil {
 		return nil, nil, err

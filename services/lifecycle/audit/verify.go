@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
+	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/lifecycle/internal/event"
@@ -85,9 +86,11 @@ func Verify(ctx context.Context, nc *nats.Conn, v *logsign.Verifier, f Filter, p
 			r.Events++
 		}
 		if e.Signed && (!t.partial || t.last != nil) {
-			if err := v.Follows(t.last, e); err != nil {
+			if err := follows(ctx, nc, v, t.last, e); errors.Is(err, logsign.ErrIntegrity) {
 				problem(&r.Broken, "broken: %v", err)
 				return nil
+			} else if err != nil {
+				return err
 			}
 		}
 		if msg := refold(t, e); msg != "" {
@@ -105,11 +108,24 @@ func Verify(ctx context.Context, nc *nats.Conn, v *logsign.Verifier, f Filter, p
 	return r, err
 }
 
+// follows checks e's place after prev, its event's last good entry (nil: e is the oldest
+// read, which may follow an entry that expired with the retention).
+func follows(ctx context.Context, nc *nats.Conn, v *logsign.Verifier, prev, e *logsign.Entry) error {
+	if prev != nil || e.Rec.GetPrevSeq() == 0 {
+		return v.Follows(prev, e)
+	}
+	first, err := bus.FirstSeq(ctx, nc, bus.StreamEvents)
+	if err != nil {
+		return err
+	}
+	return v.Starts(e, first)
+}
+
 // refold decides e's op against t's state and compares the outcome with what e records; it
 // returns what differs ("" when nothing), and moves t's state on.
 func refold(t *track, e *logsign.Entry) string {
 	rec := e.Rec
-	if t.partial && t.last == nil { // the first entry read of an event cut by the time filter
+	if t.last == nil && (t.partial || rec.GetPrevSeq() > 0) { // the oldest entry read of an event cut by the time filter or the retention
 		t.state = natsstore.StateFromProto(rec.GetState())
 		return ""
 	}

@@ -14,6 +14,11 @@
 //	<user>/password               each user's password (ingest, lifecycle, dispatch, auditor,
 //	                              admin); <user>/ca.pem beside it: a service container mounts
 //	                              its own directory only
+//	log/log-ed25519.pem, .pub.pem the event log's signing key pair (proto/logsign); the
+//	                              private key is copied to lifecycle/ only, the public key to
+//	                              every user's directory
+//	secrets.key                   the key sealing webhook secrets at rest (proto/secretbox),
+//	                              copied to ingest/ and dispatch/
 //
 // Secrets and certificates are kept when they exist (the function is idempotent; delete a file
 // to have it made again); the configuration files are rewritten on every run, so a change of
@@ -43,6 +48,8 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/bus/natsauth"
+	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/secretbox"
 )
 
 // Nodes are the NATS nodes of deploy/compose.yaml (and of the cluster test suite).
@@ -116,7 +123,62 @@ func Generate(dir string) error {
 		}
 		users[i].Password = pw
 	}
-	return writeUsersConfig(natsDir, users)
+	if err := writeUsersConfig(natsDir, users); err != nil {
+		return err
+	}
+	if err := ensureLogKeys(dir, users); err != nil {
+		return err
+	}
+	return ensureSecretsKey(dir)
+}
+
+// ensureLogKeys makes the log's key pair once, and gives lifecycle the private key and every
+// user the public one.
+func ensureLogKeys(dir string, users []bus.User) error {
+	logDir := filepath.Join(dir, "log")
+	priv, pub, err := logsign.EnsureKeyPair(logDir)
+	if err != nil {
+		return err
+	}
+	privPEM, err := os.ReadFile(priv)
+	if err != nil {
+		return err
+	}
+	pubPEM, err := os.ReadFile(pub)
+	if err != nil {
+		return err
+	}
+	// The container's unprivileged user reads it through the bind mount; the 0700 of dir
+	// keeps other local users out, as for the passwords.
+	if err := writeFile(filepath.Join(dir, string(bus.RoleLifecycle), "log-ed25519.pem"), privPEM, publicFile); err != nil {
+		return err
+	}
+	for _, u := range users {
+		if err := writeFile(filepath.Join(dir, u.Name, "log-ed25519.pub.pem"), pubPEM, publicFile); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureSecretsKey makes the secrets key once and gives it to ingest and dispatch.
+func ensureSecretsKey(dir string) error {
+	path := filepath.Join(dir, "secrets.key")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := secretbox.GenerateKeyFile(path); err != nil {
+			return err
+		}
+	}
+	key, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, r := range []bus.Role{bus.RoleIngest, bus.RoleDispatch} {
+		if err := writeFile(filepath.Join(dir, string(r), "secrets.key"), key, publicFile); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ensureCA loads the CA, or makes one.

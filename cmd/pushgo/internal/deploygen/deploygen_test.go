@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/secretbox"
 )
 
 // A second run keeps every secret and certificate.
@@ -22,7 +24,8 @@ func TestGenerateIsIdempotent(t *testing.T) {
 	if err := Generate(dir); err != nil {
 		t.Fatal(err)
 	}
-	kept := []string{"ca.pem", "ca-key.pem", "nats/nats1.pem", "nats/nats1-key.pem", "nats/nats3.pem", "ingest/password", "admin/password", "auditor/password"}
+	kept := []string{"ca.pem", "ca-key.pem", "nats/nats1.pem", "nats/nats1-key.pem", "nats/nats3.pem", "ingest/password", "admin/password", "auditor/password",
+		"log/log-ed25519.pem", "lifecycle/log-ed25519.pem", "auditor/log-ed25519.pub.pem", "secrets.key", "dispatch/secrets.key"}
 	before := map[string]string{}
 	for _, f := range kept {
 		b, err := os.ReadFile(filepath.Join(dir, f))
@@ -51,6 +54,31 @@ func TestGenerateIsIdempotent(t *testing.T) {
 		if fi.Mode().Perm() != want {
 			t.Errorf("%s has mode %o, want %o", f, fi.Mode().Perm(), want)
 		}
+	}
+	// The log's private key reaches lifecycle only, its public key every user; the secrets key
+	// ingest and dispatch only, the same for both.
+	signer, err := logsign.LoadSigner(filepath.Join(dir, "lifecycle", "log-ed25519.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range Users() {
+		keys, err := logsign.LoadPublicKeys(filepath.Join(dir, u.Name, "log-ed25519.pub.pem"))
+		if err != nil || len(keys) != 1 || logsign.KeyID(keys[0]) != signer.ID() {
+			t.Fatalf("%s: public log key %v %v, want %s", u.Name, keys, err, signer.ID())
+		}
+		_, privErr := os.Stat(filepath.Join(dir, u.Name, "log-ed25519.pem"))
+		if (privErr == nil) != (u.Name == "lifecycle") {
+			t.Errorf("%s holds the private log key: %v", u.Name, privErr == nil)
+		}
+		_, keyErr := os.Stat(filepath.Join(dir, u.Name, "secrets.key"))
+		if (keyErr == nil) != (u.Name == "ingest" || u.Name == "dispatch") {
+			t.Errorf("%s holds the secrets key: %v", u.Name, keyErr == nil)
+		}
+	}
+	a, _ := os.ReadFile(filepath.Join(dir, "ingest", "secrets.key"))
+	b, _ := os.ReadFile(filepath.Join(dir, "dispatch", "secrets.key"))
+	if _, err := secretbox.ParseKey(a); err != nil || string(a) != string(b) {
+		t.Fatalf("secrets keys of ingest and dispatch: %v, equal %v", err, string(a) == string(b))
 	}
 	// The node certificates name the node and the loopback, and the CA signed them.
 	cert := readCert(t, filepath.Join(dir, "nats", "nats2.pem"))

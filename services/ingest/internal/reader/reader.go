@@ -90,8 +90,16 @@ func (r *Reader) History(ctx context.Context, channelID, eventID string) (*apiv1
 			return err
 		}
 		// Each entry must follow the one before it: a removed, moved or replayed entry breaks
-		// the chain.
-		if err := r.v.Follows(prev, e); err != nil {
+		// the chain. The oldest held may follow one that expired with the retention.
+		if prev == nil && e.Rec.GetPrevSeq() > 0 && r.v != nil {
+			first, err := bus.FirstSeq(ctx, r.nc, bus.StreamEvents)
+			if err != nil {
+				return err
+			}
+			if err := r.v.Starts(e, first); err != nil {
+				return r.failed(err)
+			}
+		} else if err := r.v.Follows(prev, e); err != nil {
 			return r.failed(err)
 		}
 		prev = e
