@@ -132,9 +132,20 @@ func run(ctx context.Context, o options) error {
 		}
 		fan.print("fanout")
 	}
+	// The inboxes are counted from the stopped server's store.
+	counts, err := srv.inboxCounts(ctx)
+	if err != nil {
+		return fmt.Errorf("count the inboxes: %w", err)
+	}
+	srv.stop()
+	for _, r := range []*result{life, fan} {
+		if r != nil {
+			r.verify(counts)
+			fmt.Println(r.note)
+		}
+	}
 	var noisy *noisyResult
 	if o.noisyDuration > 0 {
-		srv.stop() // one server at a time: the scenarios share two cores
 		if noisy, err = runNoisy(ctx, o); err != nil {
 			return fmt.Errorf("noisy: %w", err)
 		}

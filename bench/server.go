@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,8 +29,7 @@ type server struct {
 	keep     bool
 	url      string
 	pprofURL string
-	nc       *nats.Conn
-	js       jetstream.JetStream
+	stopped  bool
 }
 
 func freeAddr() (string, error) {
@@ -42,7 +42,9 @@ func freeAddr() (string, error) {
 }
 
 // startServer runs pushgo serve (embedded JetStream, file storage, R1) in a fresh data
-// directory, with the NATS port exposed on loopback for the inbox counts; extra are more flags.
+// directory; extra are more flags. Its broker has no network listener for the bench: the
+// inboxes are counted from the store once the server has stopped (inboxCounts), since a
+// gateway's NATS admits auditors only, who may not read inboxes.
 func startServer(ctx context.Context, o options, extra ...string) (*server, error) {
 	dir, err := os.MkdirTemp("", "pushgo-bench-")
 	if err != nil {
@@ -52,11 +54,7 @@ func startServer(ctx context.Context, o options, extra ...string) (*server, erro
 	if err != nil {
 		return nil, err
 	}
-	natsAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"serve", "--data-dir", dir, "--http-addr", httpAddr, "--grpc-addr", "", "--nats-listen", natsAddr,
+	args := []string{"serve", "--data-dir", dir, "--http-addr", httpAddr, "--grpc-addr", "",
 		"--inbox-per-device", "10000000", "--log-level", "warn"}
 	args = append(args, extra...)
 	s := &server{dir: dir, keep: o.keep, url: "http://" + httpAddr}
@@ -97,22 +95,24 @@ func startServer(ctx context.Context, o options, extra ...string) (*server, erro
 			return nil, ctx.Err()
 		}
 	}
-	if s.nc, err = nats.Connect("nats://" + natsAddr); err != nil {
-		s.stop()
-		return nil, err
-	}
-	if s.js, err = jetstream.New(s.nc); err != nil {
-		s.stop()
-		return nil, err
-	}
 	return s, nil
 }
 
-// stop ends the server with SIGTERM, as an operator would.
+// stop ends the server with SIGTERM, as an operator would, and removes its data directory
+// (unless -keep).
 func (s *server) stop() {
-	if s.nc != nil {
-		s.nc.Close()
+	s.halt()
+	if !s.keep {
+		_ = os.RemoveAll(s.dir)
 	}
+}
+
+// halt ends the server and leaves its data directory.
+func (s *server) halt() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
 	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
@@ -122,9 +122,6 @@ func (s *server) stop() {
 		case <-time.After(15 * time.Second):
 			_ = s.cmd.Process.Kill()
 		}
-	}
-	if !s.keep {
-		_ = os.RemoveAll(s.dir)
 	}
 }
 
@@ -179,9 +176,30 @@ func (s *server) idleCPU(ctx context.Context, d time.Duration) (float64, error) 
 	return float64(s.cpu()-before) / float64(d), nil
 }
 
-// inboxCounts returns the number of items in every device inbox.
+// inboxCounts stops the server and returns the number of items in every device inbox, read
+// from its store with an embedded JetStream server of the bench's own.
 func (s *server) inboxCounts(ctx context.Context) (map[string]uint64, error) {
-	st, err := s.js.Stream(ctx, bus.StreamInbox)
+	s.halt()
+	ns, err := natsserver.NewServer(&natsserver.Options{JetStream: true, StoreDir: filepath.Join(s.dir, "jetstream"),
+		DontListen: true, NoLog: true, NoSigs: true})
+	if err != nil {
+		return nil, err
+	}
+	go ns.Start()
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if !ns.ReadyForConnections(time.Minute) {
+		return nil, errors.New("the server's store did not open in a minute")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := js.Stream(ctx, bus.StreamInbox)
 	if err != nil {
 		return nil, err
 	}

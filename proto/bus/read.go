@@ -85,6 +85,30 @@ func FirstSeq(ctx context.Context, nc *nats.Conn, stream string) (uint64, error)
 	return st.CachedInfo().State.FirstSeq, nil
 }
 
+// DirectNext reads the first message on subject at sequence from or later with a direct get:
+// one round trip without JSON, but any replica may answer, so it is only as current as the
+// leader on an R1 stream (see DirectLastMsg).
+func DirectNext(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64) (*Msg, error) {
+	body, err := json.Marshal(directRequest{Seq: max(from, 1), NextFor: subject})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, body)
+	if err != nil {
+		return nil, fmt.Errorf("direct get next %s: %w", subject, err)
+	}
+	switch status := resp.Header.Get("Status"); status {
+	case "":
+	case "404":
+		return nil, ErrNotFound
+	default:
+		return nil, fmt.Errorf("direct get next %s: %w", subject, statusError(status, resp.Header.Get("Description")))
+	}
+	ts, _ := time.Parse(time.RFC3339Nano, resp.Header.Get("Nats-Time-Stamp"))
+	return &Msg{Subject: resp.Header.Get("Nats-Subject"), Seq: headerUint(resp.Header, "Nats-Sequence"), Time: ts,
+		Header: resp.Header, Data: resp.Data}, nil
+}
+
 // LeaderMsg reads the message at sequence seq from the stream's leader.
 func LeaderMsg(ctx context.Context, nc *nats.Conn, stream string, seq uint64) (*Msg, error) {
 	return leaderGet(ctx, nc, stream, msgGetRequest{Seq: seq})

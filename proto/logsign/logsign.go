@@ -117,6 +117,9 @@ type Entry struct {
 	Seq     uint64
 	// Data is the entry as stored (the chain hashes it).
 	Data []byte
+	// Hash, when set, is Hash(Data): a reader keeping many entries for their chain (audit)
+	// keeps it instead of Data.
+	Hash []byte
 	Rec  *busv1.EventRecorded
 	// Signed is false for an entry written before the log was signed (below the horizon), or
 	// when the verifier checks nothing.
@@ -134,6 +137,17 @@ type Verifier struct {
 	// unknown horizon (at most every reloadEvery): lifecycle may have set it a moment ago.
 	reload     func()
 	lastReload atomic.Int64
+	// direct makes CheckPlace read with direct gets (SetDirect).
+	direct bool
+}
+
+// SetDirect makes CheckPlace read the stream with direct gets instead of from its leader:
+// right for an R1 stream, whose only replica is its leader. Call it before the verifier is
+// shared.
+func (v *Verifier) SetDirect(direct bool) {
+	if v != nil {
+		v.direct = direct
+	}
 }
 
 // reloadEvery bounds how often an unsigned entry makes the verifier read the horizon again.
@@ -233,7 +247,11 @@ func (v *Verifier) Follows(prev, next *Entry) error {
 		}
 		return nil
 	}
-	if r.GetPrevSeq() != prev.Seq || !bytes.Equal(r.GetPrevHash(), Hash(prev.Data)) {
+	ph := prev.Hash
+	if ph == nil {
+		ph = Hash(prev.Data)
+	}
+	if r.GetPrevSeq() != prev.Seq || !bytes.Equal(r.GetPrevHash(), ph) {
 		return v.broken(next.Subject, next.Seq, fmt.Sprintf("prev_hash does not match the entry before it (seq %d): an entry is missing, moved or replayed", prev.Seq))
 	}
 	want := prev.Rec.GetVersion()

@@ -15,7 +15,7 @@ import (
 	"pushgo.dev/gateway/proto/logsign"
 )
 
-func newSigner(t *testing.T) *logsign.Signer {
+func newSigner(t testing.TB) *logsign.Signer {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

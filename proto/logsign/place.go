@@ -56,7 +56,13 @@ func (v *Verifier) CheckPlace(ctx context.Context, nc *nats.Conn, stream string,
 	if ps > 0 {
 		from = ps + 1
 	}
-	next, err := bus.LeaderNext(ctx, nc, stream, e.Subject, from)
+	var next *bus.Msg
+	var err error
+	if v.direct {
+		next, err = bus.DirectNext(ctx, nc, stream, e.Subject, from)
+	} else {
+		next, err = bus.LeaderNext(ctx, nc, stream, e.Subject, from)
+	}
 	if err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}

@@ -21,12 +21,15 @@ func TestCheckPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, AllowDirect: true}); err != nil {
 		t.Fatal(err)
 	}
 	s := newSigner(t)
 	v := logsign.NewVerifier(s.Public())
 	v.SetSignedFrom(1)
+	direct := logsign.NewVerifier(s.Public()) // the same checks with direct gets (an R1 stream)
+	direct.SetSignedFrom(1)
+	direct.SetDirect(true)
 	const subj = "t.e"
 	publish := func(data []byte) *logsign.Entry {
 		t.Helper()
@@ -63,11 +66,16 @@ func TestCheckPlace(t *testing.T) {
 		if err := v.CheckPlace(t.Context(), nc, "T", e, nil); err != nil {
 			t.Fatalf("genuine entry %d: %v", i+1, err)
 		}
+		if err := direct.CheckPlace(t.Context(), nc, "T", e, nil); err != nil {
+			t.Fatalf("genuine entry %d, direct gets: %v", i+1, err)
+		}
 	}
 	broken := func(what string, e *logsign.Entry) {
 		t.Helper()
-		if err := v.CheckPlace(t.Context(), nc, "T", e, nil); !errors.Is(err, logsign.ErrIntegrity) {
-			t.Fatalf("%s: CheckPlace = %v, want an integrity error", what, err)
+		for _, v := range []*logsign.Verifier{v, direct} {
+			if err := v.CheckPlace(t.Context(), nc, "T", e, nil); !errors.Is(err, logsign.ErrIntegrity) {
+				t.Fatalf("%s: CheckPlace = %v, want an integrity error", what, err)
+			}
 		}
 	}
 	// A reader that remembers the entries it saw: it saw versions 1–3, another instance took

@@ -140,6 +140,7 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
+	verifier.SetDirect(cfg.Bus.Replicas <= 1) // an R1 log's only replica is its leader
 	if verifier == nil {
 		log.Warn("no log public keys (--log-public-keys): domain events are pushed unchecked")
 	} else if err := verifier.FollowHorizon(ctx, js, bus.StreamEvents, log); err != nil {

@@ -355,6 +355,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
+	verifier.SetDirect(cfg.Bus.Replicas <= 1) // an R1 log's only replica is its leader
 	if verifier == nil {
 		log.Warn("no log public keys (--log-public-keys): the event log is answered from unchecked")
 	} else if err := verifier.FollowHorizon(ctx, js, bus.StreamEvents, log); err != nil {

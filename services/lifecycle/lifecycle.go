@@ -115,6 +115,7 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
+	verifier.SetDirect(cfg.Bus.Replicas <= 1) // an R1 log's only replica is its leader
 	if signer == nil {
 		log.Warn("no log key (--log-key-file): the event log is written unsigned and not checked")
 		verifier = nil

@@ -12,6 +12,7 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/lifecycle/internal/event"
 	"pushgo.dev/gateway/services/lifecycle/internal/natsstore"
@@ -97,7 +98,9 @@ func Verify(ctx context.Context, nc *nats.Conn, v *logsign.Verifier, f Filter, p
 			problem(&r.Mismatched, "mismatched: log entry %s seq %d: %s", m.Subject, m.Seq, msg)
 			return nil
 		}
-		t.last = e
+		// Of the entry, the next one's checks need its place, hash and version only.
+		t.last = &logsign.Entry{Subject: e.Subject, Seq: e.Seq, Hash: logsign.Hash(e.Data), Signed: e.Signed,
+			Rec: &busv1.EventRecorded{Version: e.Rec.GetVersion(), Applied: e.Rec.GetApplied()}}
 		if e.Signed {
 			r.OK++
 		} else {
