@@ -318,6 +318,9 @@ cluster {
   name: pushgo
   listen: "0.0.0.0:6222"
   routes: [%[2]s]
+  # Routes learnt from the other nodes are dialled at this address: the host name the
+  # certificates name, not the container's IP, which they do not.
+  advertise: "%[1]s:6222"
   # Clients keep to the URLs they were given (the nodes' host names, which the certificates name).
   no_advertise: true
   # Routes: mutual TLS, each node presents its certificate and verifies the peer's against the CA.
