@@ -13,8 +13,8 @@ import (
 )
 
 // unlimited turns off the limits of a public gateway (DESIGN.md §8.2) for the throughput
-// scenarios, which are no hostile clients.
-var unlimited = []string{"--channel-ops-per-second", "0", "--creates-per-minute", "0"}
+// scenarios, which are no hostile clients: the fan-out scenario runs 8 clients on one channel.
+var unlimited = []string{"--channel-ops-per-second", "0", "--creates-per-minute", "0", "--channel-concurrency", "0"}
 
 // The noisy-neighbour scenario: victim channels run a paced lifecycle load well inside their
 // limit, first alone, then while one flooder channel sends ten times its limit. The victims'

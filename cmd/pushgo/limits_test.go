@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"sync"
 	"testing"
@@ -217,5 +219,72 @@ func TestRateLimitAcrossIngestReplicas(t *testing.T) {
 	}
 	if f := float64(admitted); f < 0.8*want || f > 1.2*want {
 		t.Fatalf("two replicas admitted %d ops; one bucket over the window admits %.0f (±20 %%)", admitted, want)
+	}
+}
+
+// TestChannelOpsTakeTurnsWithoutStalling: with one op of a channel at a time
+// (--channel-concurrency 1), a channel whose op waits on a webhook that does not answer still
+// gets its next op into the pipeline once the first outlives its lease, and another channel's
+// op is answered at once meanwhile.
+func TestChannelOpsTakeTurnsWithoutStalling(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gatewayOpts{allowPrivate: true, channelConcurrency: 1, dispatchWait: 10 * time.Second})
+	release := make(chan struct{})
+	var mu sync.Mutex
+	arrived := map[string]bool{} // op ids (a webhook retried within the budget counts once)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var push struct {
+			Data struct {
+				OpID string `json:"op_id"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&push); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		mu.Lock()
+		arrived[push.Data.OpID] = true
+		mu.Unlock()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hook.Close()
+	var unblock sync.Once
+	var ops sync.WaitGroup
+	defer func() { // before the server closes and the test's context ends
+		unblock.Do(func() { close(release) })
+		ops.Wait()
+	}()
+	slow, quick := g.channel(t), g.channel(t)
+	key := g.device(t, "server")
+	g.mustOK(t, "/channel/device", obj{"device_key": key, "channel_type": "webhook", "provider_token": hook.URL + "/hook"})
+	g.subscribe(t, key, slow)
+	g.subscribe(t, g.device(t, ""), quick)
+	hookCalls := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(arrived)
+	}
+
+	answers := make(chan response, 2)
+	for i := range 2 {
+		ops.Go(func() { answers <- g.post(t, "/event/create", createBody(slow, obj{"op_id": fmt.Sprint("slow-", i)})) })
+	}
+	eventually(t, 5*time.Second, "both ops of the slow channel to reach its webhook", func() bool { return hookCalls() == 2 })
+	d := g.mustOK(t, "/event/create", createBody(quick, nil))
+	if del := d["delivery"].(map[string]any); del["delivered"] != 1.0 {
+		t.Fatalf("the other channel's op: delivery %v", del)
+	}
+	select {
+	case r := <-answers:
+		t.Fatalf("an op of the slow channel was answered while its webhook hung: %d %s", r.status, r.raw)
+	default:
+	}
+	unblock.Do(func() { close(release) })
+	for range 2 {
+		if r := <-answers; r.status != http.StatusOK {
+			t.Fatalf("an op of the slow channel once its webhook answered: %d %s", r.status, r.raw)
+		}
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/hashpool"
 	"pushgo.dev/gateway/services/ingest/internal/httpapi"
 	"pushgo.dev/gateway/services/ingest/internal/inbox"
+	"pushgo.dev/gateway/services/ingest/internal/opgate"
 	"pushgo.dev/gateway/services/ingest/internal/ops"
 	"pushgo.dev/gateway/services/ingest/internal/quota"
 	"pushgo.dev/gateway/services/ingest/internal/ratelimit"
@@ -77,6 +78,13 @@ const (
 	DefaultCreatesPerMinute = 60
 	// DefaultRetryHold is the longest a request that ignores a Retry-After is held.
 	DefaultRetryHold = retryhold.DefaultMax
+	// DefaultChannelConcurrency is how many event ops of one channel run at once on one
+	// instance (package opgate); more wait their turn. One keeps a channel spending its burst
+	// from crowding out the others (two still let a 10× flooder raise the others' p99 by
+	// 34–95 %, docs/benchmarks.md), and a channel still gets ~1/latency ops per second, more
+	// than its default rate limit, or at the least one per opgate.DefaultLease (50/s) when
+	// its ops wait on a slow webhook.
+	DefaultChannelConcurrency = 1
 	// DefaultStreamsPerDevice and DefaultStreamsPerTenant bound live streams (DESIGN.md §8.2):
 	// a phone, a desktop and a few tabs per device; a hosted tenant's whole fleet.
 	DefaultStreamsPerDevice = 8
@@ -156,6 +164,9 @@ type Config struct {
 	// connection before the Retry-After it was given there has passed (package retryhold);
 	// 0 is never.
 	RetryHold time.Duration
+	// ChannelConcurrency is how many event ops of one channel this instance runs at once;
+	// the others queue in arrival order (package opgate). 0 is no bound.
+	ChannelConcurrency int
 
 	// AdminToken, when set, makes this a hosted gateway (DESIGN.md §8.1): the admin routes
 	// /admin/tenant/* take it as "Authorization: Bearer <admin token>", every other route but
@@ -180,7 +191,7 @@ func (c Config) Validate() error {
 	}
 	if !(c.ChannelOpsPerSecond >= 0) || !(c.TenantOpsPerSecond >= 0) || c.SubscribersPerChannel < 0 ||
 		c.HashConcurrency < 0 || c.PasswordFailuresPerMinute < 0 || c.CreatesPerMinute < 0 ||
-		c.StreamsPerDevice < 0 || c.StreamsPerTenant < 0 {
+		c.StreamsPerDevice < 0 || c.StreamsPerTenant < 0 || c.ChannelConcurrency < 0 {
 		return errors.New("ingest: limits must not be negative (0 turns one off)")
 	}
 	_, err := c.addresses()
@@ -361,7 +372,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	} else if err := verifier.FollowHorizon(ctx, js, bus.StreamEvents, log); err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js, verifier, log), Limits: opLimits}
+	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js, verifier, log), Limits: opLimits,
+		Turns: opgate.New(cfg.ChannelConcurrency, 0)}
 	channelsAPI := &grpcapi.Channels{Store: chans, Devices: devs}
 	devicesAPI := &grpcapi.Devices{Store: devs}
 	messagesAPI := &grpcapi.Messages{Devices: devs, Inbox: box}

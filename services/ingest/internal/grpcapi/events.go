@@ -8,6 +8,7 @@ import (
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
+	"pushgo.dev/gateway/services/ingest/internal/opgate"
 	"pushgo.dev/gateway/services/ingest/internal/ops"
 	"pushgo.dev/gateway/services/ingest/internal/reader"
 	"pushgo.dev/gateway/services/ingest/internal/tenants"
@@ -23,6 +24,9 @@ type Events struct {
 	Reader   *reader.Reader
 	// Limits, when set, is asked before an authorised create, update or close is recorded.
 	Limits OpLimiter
+	// Turns, when set, makes the admitted ops of one channel take turns (opgate.Gate), so
+	// that a channel's burst does not crowd out the others.
+	Turns *opgate.Gate
 }
 
 // OpLimiter decides whether an event op on a channel may run now (ratelimit.EventOps): nil, or
@@ -61,6 +65,11 @@ func (s *Events) op(ctx context.Context, route validate.Route, req *apiv1.EventR
 		}
 	}
 	tenants.CountOp(ctx) // hosted mode: the tenant's daily usage (memory only)
+	leave, err := s.Turns.Enter(ctx, op.ChannelID)
+	if err != nil {
+		return nil, apierr.New("unavailable", "request cancelled while it waited for its channel's earlier ops")
+	}
+	defer leave()
 	opID, given := op.OpID, op.OpID != ""
 	if !given {
 		opID = ops.NewOpID()
