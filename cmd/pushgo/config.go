@@ -154,8 +154,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		str(&c.ingest.LimitExempt, "limit-exempt", "", "CIDRs of clients the per-address limits skip, comma separated")
 		dur(&c.ingest.RetryHold, "retry-hold", ingest.DefaultRetryHold, "hold a direct client's request up to this long when it comes back on a connection before the Retry-After it got there (0: off)")
 		num(&c.ingest.ChannelConcurrency, "channel-concurrency", ingest.DefaultChannelConcurrency, "event ops of one channel run at once on this instance; more wait their turn in arrival order (0: no bound)")
-		num(&c.ingest.StreamsPerDevice, "streams-per-device", ingest.DefaultStreamsPerDevice, "live streams (SSE + WebSocket) per device on this instance; 0: no limit")
-		num(&c.ingest.StreamsPerTenant, "streams-per-tenant", ingest.DefaultStreamsPerTenant, "live streams of a tenant's devices on this instance; 0: no limit")
+		num(&c.ingest.StreamsPerDevice, "streams-per-device", ingest.DefaultStreamsPerDevice, "live streams (SSE + WebSocket) per device, over all ingest instances; 0: no limit")
+		num(&c.ingest.StreamsPerTenant, "streams-per-tenant", ingest.DefaultStreamsPerTenant, "live streams of a tenant's devices, over all ingest instances; 0: no limit")
 		dur(&c.ingest.StreamWriteTimeout, "stream-write-timeout", ingest.DefaultStreamWriteTimeout, "drop a stream whose client does not take a write (or answer a WebSocket ping) within this")
 	}
 	logKeyFlag := func() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/bus/bustest"
+	"pushgo.dev/gateway/services/ingest"
 )
 
 // Live streams under attack (DESIGN.md §8.2 and §8.3, issue 10 parts 1 and 5).
@@ -330,5 +333,97 @@ func refused(t *testing.T, ctx context.Context, client *http.Client, g *gateway,
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("a 9th stream of one device: %d, want 429", resp.StatusCode)
+	}
+}
+
+// TestStreamsPerDeviceAcrossIngestReplicas: the stream limit holds across ingest replicas on
+// one broker (each announces its counts on NATS, as the ingest user of the permission table).
+// A device holding its 2 streams on replica A is refused 429 too_many_streams on replica B
+// once B has heard of them; after one closes on A, B admits one, and only one.
+func TestStreamsPerDeviceAcrossIngestReplicas(t *testing.T) {
+	t.Parallel()
+	ns := bustest.RunSecured(t)
+	violations := &bustest.Violations{}
+	t.Cleanup(func() { // runs after the replicas stopped
+		for _, v := range violations.All() {
+			t.Errorf("ingest did what the permission table does not allow: %s", v)
+		}
+	})
+	cfg := ingest.Config{RetryBudget: time.Second, StreamsPerDevice: 2}
+	var replicas [2]*gateway
+	for i := range replicas {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(ns.ClientURL(), bustest.RoleOptions(bus.RoleIngest, violations)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		runService(t, func(ctx context.Context) error {
+			return ingest.Run(ctx, cfg, ingest.Deps{NC: nc, Logger: quiet, HTTPListener: ln})
+		})
+		replicas[i] = &gateway{url: "http://" + ln.Addr().String()}
+	}
+	runLifecycle(t, ns.ClientURL())
+	a, b := replicas[0], replicas[1]
+	a.waitReady(t)
+	b.waitReady(t)
+	key := a.device(t, "web")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	transport := &http.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+	onA := []*sseStream{openStream(ctx, t, client, a, key), openStream(ctx, t, client, a, key)}
+	defer func() {
+		for _, s := range onA {
+			_ = s.resp.Body.Close()
+		}
+	}()
+
+	// tryB opens a stream on B: admitted (the stream, open) or refused with the envelope.
+	tryB := func() *sseStream {
+		t.Helper()
+		resp, err := dialStream(ctx, client, b, "/device/stream", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusOK {
+			return &sseStream{resp: resp, r: bufio.NewReader(resp.Body)}
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		var env envelope
+		if resp.StatusCode != http.StatusTooManyRequests || json.Unmarshal(body, &env) != nil ||
+			env.ErrorCode == nil || *env.ErrorCode != "too_many_streams" || !strings.Contains(*env.Error, "2 live streams") {
+			t.Fatalf("stream on B: %d %s", resp.StatusCode, body)
+		}
+		seenCodes.Store("too_many_streams", true)
+		return nil
+	}
+	// Until B has heard of A's streams it may admit one: closed at once, it frees its slot.
+	eventually(t, 5*time.Second, "B refusing the device's third stream", func() bool {
+		if s := tryB(); s != nil {
+			_ = s.resp.Body.Close()
+			return false
+		}
+		return true
+	})
+
+	_ = onA[0].resp.Body.Close()
+	onA = onA[1:]
+	var onB *sseStream
+	eventually(t, 10*time.Second, "B admitting a stream once one closed on A", func() bool {
+		onB = tryB()
+		return onB != nil
+	})
+	defer func() { _ = onB.resp.Body.Close() }()
+	// One on A, one on B: B has known its own at once, so the next is refused without a wait.
+	if s := tryB(); s != nil {
+		_ = s.resp.Body.Close()
+		t.Fatal("B admitted a third stream: one on A, two on B")
 	}
 }

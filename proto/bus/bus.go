@@ -77,6 +77,13 @@ const (
 	// payload is the binary encoding of services/ingest/internal/ratelimit (versioned, with
 	// the sender's instance id). A lost announcement only makes limits more lenient.
 	RateLimitSubject = "pushgo.ratelimit.taken"
+	// StreamsSubject is where every ingest instance announces its live streams (SSE and
+	// WebSocket) per device and per tenant: every ~100 ms the counts that changed, every 5 s all
+	// of them, so stream limits hold across replicas. Counts are absolute (a lost announcement
+	// is healed by the next one) and expire when their instance falls silent. The payload is
+	// the binary encoding of services/ingest/internal/streamlimit (versioned, with the sender's
+	// instance id). A lost announcement only makes limits more lenient for a moment.
+	StreamsSubject = "pushgo.streams.live"
 )
 
 // SubsMarkerTTL is how long the marker of an unsubscribe stays in BucketSubs. Dispatch's

@@ -109,13 +109,13 @@ func Table() []Permissions {
 		Role: RoleIngest,
 		Does: "publishes commands, owns and writes every bucket, reads the log and the inboxes, deletes acknowledged inbox items",
 		Publish: slices.Concat(
-			[]string{jsInfo, CommandSubjects, RateLimitSubject, RedriveSubject},
+			[]string{jsInfo, CommandSubjects, RateLimitSubject, StreamsSubject, RedriveSubject},
 			streamAdmin(StreamCommands),
 			streamRead(events),
 			streamAdmin(StreamInbox), streamRead(StreamInbox), []string{jsAPI + "STREAM.MSG.DELETE." + StreamInbox},
 			bucketsAdminReadWrite(ingestBuckets),
 		),
-		Subscribe:  []string{inbox(RoleIngest), OpsUpdates, RateLimitSubject, InboxSubjects},
+		Subscribe:  []string{inbox(RoleIngest), OpsUpdates, RateLimitSubject, StreamsSubject, InboxSubjects},
 		Provisions: slices.Concat([]string{StreamCommands, StreamInbox}, kvStreams(ingestBuckets)),
 	}, {
 		Role: RoleLifecycle,

@@ -143,6 +143,8 @@ func TestRolesCannotDoOthersWrites(t *testing.T) {
 		{bus.RoleLifecycle, "$JS.API.CONSUMER.CREATE." + bus.StreamEvents + ".spy"},
 		{bus.RoleLifecycle, bus.RedriveSubject},
 		{bus.RoleDispatch, bus.RateLimitSubject},
+		{bus.RoleDispatch, bus.StreamsSubject},
+		{bus.RoleLifecycle, bus.StreamsSubject},
 	}
 	for _, c := range denied {
 		if err := conns[c.role].Publish(c.subject, []byte("x")); err != nil {

@@ -122,7 +122,8 @@ type Config struct {
 	// WriteTimeout bounds writing an answer from its first byte (httpapi.DefaultWriteTimeout).
 	BodyTimeout, WriteTimeout time.Duration
 	// StreamsPerDevice and StreamsPerTenant are the most live streams (SSE and WebSocket) of
-	// one device and of one tenant's devices on this instance; 0 is no limit.
+	// one device and of one tenant's devices, counted over every ingest instance on this NATS
+	// (internal/streamlimit); 0 is no limit.
 	StreamsPerDevice int
 	StreamsPerTenant int
 	// StreamWriteTimeout bounds each write to a stream (DefaultStreamWriteTimeout when 0).
@@ -315,7 +316,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	devs.Quota = subQuota
 	opLimits := &ratelimit.EventOps{Buckets: lim, ChannelPerSecond: cfg.ChannelOpsPerSecond, TenantPerSecond: cfg.TenantOpsPerSecond}
 
-	// Live streams of this instance; Count(tenant) is the tenant's current streams.
+	// Live streams of all ingest instances; Count(tenant) is the tenant's current streams.
 	slCfg := streamlimit.Config{PerDevice: cfg.StreamsPerDevice, PerTenant: cfg.StreamsPerTenant}
 	var streamLimit *streamlimit.Limiter
 
@@ -360,7 +361,12 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		// closed after 2 minutes, as on the HTTP listener.
 		grpc.ConnectionTimeout(10*time.Second),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 2 * time.Minute}))
-	streamLimit = streamlimit.New(slCfg)
+	// Shared with the other ingest instances on this NATS (each announces its counts), so the
+	// stream limits hold across replicas.
+	if streamLimit, err = streamlimit.NewShared(deps.NC, log, slCfg, streamlimit.Options{}); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	defer func() { _ = streamLimit.Close() }()
 	inline := grpcapi.NewInline(interceptor)
 	_, verifier, err := logsign.Load("", cfg.LogPublicKeys)
 	if err != nil {

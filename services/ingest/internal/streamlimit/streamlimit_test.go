@@ -97,7 +97,7 @@ func TestReleaseFreesTheSlot(t *testing.T) {
 	if got := l.Count("t1"); got != 0 {
 		t.Fatalf("Count(t1) after every release = %d, want 0", got)
 	}
-	if len(l.devices) != 0 || len(l.tenants) != 0 {
-		t.Fatalf("counters left behind: %v %v", l.devices, l.tenants)
+	if len(l.local) != 0 || l.noTenant != 0 {
+		t.Fatalf("counters left behind: %v %d", l.local, l.noTenant)
 	}
 }
