@@ -93,8 +93,12 @@ bench: build ## load-test pushgo serve (lifecycle, fan-out, baseline); ends with
 	cd bench && go run . -pushgo $(BIN)/pushgo $(BENCH_FLAGS)
 
 .PHONY: bench-soak
-bench-soak: build ## 500k ops of the lifecycle scenario: peak RSS and idle CPU after the load
-	cd bench && go run . -pushgo $(BIN)/pushgo -ops 500000 -fanout-duration 0 -baseline 0 -idle 3m $(BENCH_FLAGS)
+bench-soak: build ## 1M ops of the lifecycle scenario: RSS at the end of the load and after 3 min idle, idle CPU
+	cd bench && go run . -pushgo $(BIN)/pushgo -ops 1000000 -fanout-duration 0 -baseline 0 -noisy-duration 0 -idle 3m $(BENCH_FLAGS)
+
+.PHONY: bench-soak-3m
+bench-soak-3m: build ## the same with 3M ops (the growth between 1M and 3M, issue 12)
+	cd bench && go run . -pushgo $(BIN)/pushgo -ops 3000000 -fanout-duration 0 -baseline 0 -noisy-duration 0 -idle 3m $(BENCH_FLAGS)
 
 ## --- code generation -----------------------------------------------------
 
