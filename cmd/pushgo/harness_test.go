@@ -122,7 +122,7 @@ type gatewayOpts struct {
 	// retryHold is --retry-hold (0: off, unlike the flag's default: tests come straight back
 	// after a 429 on purpose).
 	retryHold time.Duration
-	// channelConcurrency is --channel-concurrency (0: the flag's default).
+	// channelConcurrency is --channel-concurrency (0: the flag's default; negative: off).
 	channelConcurrency int
 	// ns, when set, is the JetStream server to run on (a fresh one when nil); logKeyDir holds
 	// the log key pair (a temporary dir when empty); unsigned runs without log keys, as builds
@@ -192,8 +192,8 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	cfg.ingest.HashConcurrency, cfg.ingest.PasswordFailuresPerMinute, cfg.ingest.CreatesPerMinute = o.hashConcurrency, o.passwordFailuresPerMinute, o.createsPerMinute
 	cfg.ingest.TrustedProxies, cfg.ingest.LimitExempt = o.trustedProxies, o.limitExempt
 	cfg.ingest.RetryHold = o.retryHold
-	if o.channelConcurrency > 0 {
-		cfg.ingest.ChannelConcurrency = o.channelConcurrency
+	if o.channelConcurrency != 0 {
+		cfg.ingest.ChannelConcurrency = max(o.channelConcurrency, 0)
 	}
 	// Secrets at rest are sealed and the log signed as by pushgo serve: keys generated in the
 	// data dir.

@@ -288,3 +288,62 @@ func TestChannelOpsTakeTurnsWithoutStalling(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowWebhookDoesNotStallOtherChannels: a channel whose webhook never answers, sent far
+// more ops than dispatch has workers, holds at most its share of them; another channel's op
+// is still delivered and answered 200 within --dispatch-wait.
+func TestSlowWebhookDoesNotStallOtherChannels(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gatewayOpts{allowPrivate: true, dispatchWait: 3 * time.Second, channelConcurrency: -1})
+	release := make(chan struct{})
+	var mu sync.Mutex
+	arrived := map[string]bool{}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var push struct {
+			Data struct {
+				OpID string `json:"op_id"`
+			} `json:"data"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&push)
+		mu.Lock()
+		arrived[push.Data.OpID] = true
+		mu.Unlock()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hook.Close()
+	var unblock sync.Once
+	var ops sync.WaitGroup
+	defer func() {
+		unblock.Do(func() { close(release) })
+		ops.Wait()
+	}()
+	slow, quick := g.channel(t), g.channel(t)
+	key := g.device(t, "server")
+	g.mustOK(t, "/channel/device", obj{"device_key": key, "channel_type": "webhook", "provider_token": hook.URL + "/hook"})
+	g.subscribe(t, key, slow)
+	g.subscribe(t, g.device(t, ""), quick)
+
+	// Twice dispatch's workers: with every op of the slow channel holding a worker for the
+	// whole delivery budget, each worker has about two of them queued.
+	const flood = 2 * dispatch.DefaultWorkers
+	for i := range flood {
+		ops.Go(func() {
+			r := g.post(t, "/event/create", createBody(slow, obj{"op_id": fmt.Sprint("slow-", i)}))
+			if r.status != http.StatusOK && r.code() != "dispatch_timeout" && r.code() != "dispatch_partial_failure" {
+				t.Errorf("an op of the slow channel: %d %s", r.status, r.raw)
+			}
+		})
+	}
+	eventually(t, 10*time.Second, "the slow channel's ops to reach its webhook", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(arrived) >= 8
+	})
+	r := g.post(t, "/event/create", createBody(quick, nil))
+	if r.status != http.StatusOK {
+		t.Fatalf("the other channel's op beside the slow webhook: %d %s", r.status, r.raw)
+	}
+}

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -16,30 +15,43 @@ import (
 // leader election keeps its message.
 const InProgressEvery = 5 * time.Second
 
+// DefaultChannelShare is the share of Consume's workers that the messages of one channel may
+// hold at once: a quarter, so that a channel whose ops are slow (a webhook that does not
+// answer, held for the whole delivery budget) leaves three quarters to the others.
+const DefaultChannelShare = 4
+
 // Consume pulls from cons until ctx is done and hands each message to one of workers
-// goroutines chosen by its subject, so the messages of one subject (one event) are handled one
-// at a time and in stream order by this instance, while different events proceed in parallel.
-// handle must ack, nak or term the message itself; it gets a context that is not cancelled when
-// ctx is, so that in-flight work can finish. Consume returns after the messages already
-// received are handled.
+// goroutines: the messages of one subject (one event) one at a time and in stream order on
+// this instance, at most workers/DefaultChannelShare (at least 1) messages of one channel at
+// once, and otherwise in arrival order, so different events proceed in parallel and no
+// channel holds every worker. handle must ack, nak or term the message itself; it gets a
+// context that is not cancelled when ctx is, so that in-flight work can finish. Messages
+// received but waiting for a worker are reported in progress every InProgressEvery (they
+// wait their turn here, not at the server), and when ctx ends those not yet handed to a
+// worker are given back (nak: redelivered at once, here or to another instance); Consume
+// returns once the messages in hand are handled. What Consume holds is bounded by the
+// consumer's MaxAckPending.
 func Consume(ctx context.Context, cons jetstream.Consumer, workers int, log *slog.Logger, handle func(context.Context, jetstream.Msg)) error {
 	workers = max(workers, 1)
 	hctx := context.WithoutCancel(ctx)
-	queues := make([]chan jetstream.Msg, workers)
+	q := newFairQueue[jetstream.Msg](workers/DefaultChannelShare, channelOfSubject)
 	slots := make([]inHand, workers)
 	var wg sync.WaitGroup
-	for i := range queues {
-		q := make(chan jetstream.Msg, 16)
-		queues[i] = q
+	for i := range workers {
 		wg.Go(func() {
-			for m := range q {
+			for {
+				subject, m, ok := q.next()
+				if !ok {
+					return
+				}
 				slots[i].set(m)
 				handle(hctx, m)
 				slots[i].set(nil)
+				q.done(subject)
 			}
 		})
 	}
-	// One ticker for all workers reports the messages held for a while as in progress.
+	// One ticker reports the messages held for a while, in hand or queued, as in progress.
 	stopTicks := make(chan struct{})
 	var tickers sync.WaitGroup
 	tickers.Go(func() {
@@ -53,16 +65,20 @@ func Consume(ctx context.Context, cons jetstream.Consumer, workers int, log *slo
 				for i := range slots {
 					slots[i].keepAlive(now)
 				}
+				q.waiting(now, InProgressEvery, func(m jetstream.Msg) { _ = m.InProgress() })
 			}
 		}
 	})
-	defer func() { close(stopTicks); tickers.Wait() }()
+	stop := func() {
+		for _, m := range q.close() {
+			_ = m.Nak()
+		}
+		wg.Wait()
+		close(stopTicks)
+		tickers.Wait()
+	}
 
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(m.Subject()))
-		queues[h.Sum32()%uint32(workers)] <- m
-	},
+	cc, err := cons.Consume(func(m jetstream.Msg) { q.push(m.Subject(), m, time.Now()) },
 		jetstream.PullMaxMessages(4*workers),
 		// Short pulls with heartbeats: a pull stuck after a leader change (the server no longer
 		// serves it) is noticed in seconds and replaced, where the defaults take ~30 s.
@@ -72,19 +88,13 @@ func Consume(ctx context.Context, cons jetstream.Consumer, workers int, log *slo
 			log.Warn("consume", "err", err)
 		}))
 	if err != nil {
-		for _, q := range queues {
-			close(q)
-		}
-		wg.Wait()
+		stop()
 		return err
 	}
 	<-ctx.Done()
 	cc.Drain()
 	<-cc.Closed()
-	for _, q := range queues {
-		close(q)
-	}
-	wg.Wait()
+	stop()
 	return nil
 }
 

@@ -149,6 +149,9 @@ func TestGeneratedNodeConfig(t *testing.T) {
 	}
 	url := strings.Replace(s.ClientURL(), "nats://", "tls://", 1)
 	ca := nats.RootCAs(filepath.Join(dir, "ingest", "ca.pem"))
+	// The server checks each password with bcrypt, which under -race on a busy machine takes
+	// longer than nats.go's default 2 s connect timeout.
+	slow := nats.Timeout(time.Minute)
 	pw := func(user string) string {
 		b, err := os.ReadFile(filepath.Join(dir, user, "password"))
 		if err != nil {
@@ -156,20 +159,20 @@ func TestGeneratedNodeConfig(t *testing.T) {
 		}
 		return strings.TrimSpace(string(b))
 	}
-	if nc, err := nats.Connect(url, ca); err == nil {
+	if nc, err := nats.Connect(url, ca, slow); err == nil {
 		nc.Close()
 		t.Error("anonymous TLS connection accepted")
 	}
-	if nc, err := nats.Connect(url, ca, nats.UserInfo("ingest", pw("dispatch"))); err == nil {
+	if nc, err := nats.Connect(url, ca, slow, nats.UserInfo("ingest", pw("dispatch"))); err == nil {
 		nc.Close()
 		t.Error("ingest accepted with dispatch's password")
 	}
-	if nc, err := nats.Connect(strings.Replace(url, "tls://", "nats://", 1), nats.UserInfo("ingest", pw("ingest"))); err == nil {
+	if nc, err := nats.Connect(strings.Replace(url, "tls://", "nats://", 1), slow, nats.UserInfo("ingest", pw("ingest"))); err == nil {
 		nc.Close()
 		t.Error("connection without TLS accepted")
 	}
 	violations := make(chan error, 10)
-	nc, err := nats.Connect(url, ca, nats.UserInfo("ingest", pw("ingest")), nats.CustomInboxPrefix(bus.InboxPrefix(bus.RoleIngest)),
+	nc, err := nats.Connect(url, ca, slow, nats.UserInfo("ingest", pw("ingest")), nats.CustomInboxPrefix(bus.InboxPrefix(bus.RoleIngest)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
 	if err != nil {
 		t.Fatalf("ingest over TLS: %v", err)
@@ -189,7 +192,7 @@ func TestGeneratedNodeConfig(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("ingest published to the log without a permission violation")
 	}
-	admin, err := nats.Connect(url, ca, nats.UserInfo(AdminUser, pw(AdminUser)))
+	admin, err := nats.Connect(url, ca, slow, nats.UserInfo(AdminUser, pw(AdminUser)))
 	if err != nil {
 		t.Fatalf("admin over TLS: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -34,7 +35,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(time.Millisecond)
+		select {
+		case <-time.After(time.Millisecond):
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		}
 	}
 }
 
@@ -175,7 +180,7 @@ func TestNoSlotLost(t *testing.T) {
 					continue
 				}
 				if r.IntN(8) == 0 {
-					time.Sleep(3 * time.Millisecond) // outlives its lease
+					<-time.After(3 * time.Millisecond) // outlives its lease
 				}
 				leave()
 			}
@@ -206,7 +211,7 @@ func TestBoundWithoutLease(t *testing.T) {
 				inside++
 				most = max(most, inside)
 				mu.Unlock()
-				time.Sleep(10 * time.Microsecond)
+				runtime.Gosched() // let the others try to get in
 				mu.Lock()
 				inside--
 				mu.Unlock()
