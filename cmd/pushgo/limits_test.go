@@ -222,17 +222,24 @@ func TestRateLimitAcrossIngestReplicas(t *testing.T) {
 	}
 }
 
-// TestChannelOpsTakeTurnsWithoutStalling: with one op of a channel at a time
-// (--channel-concurrency 1), a channel whose op waits on a webhook that does not answer still
-// gets its next op into the pipeline once the first outlives its lease, and another channel's
-// op is answered at once meanwhile.
-func TestChannelOpsTakeTurnsWithoutStalling(t *testing.T) {
-	t.Parallel()
-	g := startGateway(t, gatewayOpts{allowPrivate: true, channelConcurrency: 1, dispatchWait: 10 * time.Second})
-	release := make(chan struct{})
-	var mu sync.Mutex
-	arrived := map[string]bool{} // op ids (a webhook retried within the budget counts once)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// hangingHook is a webhook receiver that holds every request until released; it counts the
+// distinct ops it was sent (a webhook retried within the budget counts once). Requests made
+// with go are waited for when the test ends, after the release, before the receiver closes.
+type hangingHook struct {
+	url     string
+	release func()
+	ops     sync.WaitGroup
+
+	mu      sync.Mutex
+	arrived map[string]bool
+}
+
+func newHangingHook(t *testing.T) *hangingHook {
+	h := &hangingHook{arrived: map[string]bool{}}
+	released := make(chan struct{})
+	var once sync.Once
+	h.release = func() { once.Do(func() { close(released) }) }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var push struct {
 			Data struct {
 				OpID string `json:"op_id"`
@@ -241,37 +248,62 @@ func TestChannelOpsTakeTurnsWithoutStalling(t *testing.T) {
 		if err := json.NewDecoder(r.Body).Decode(&push); err != nil {
 			t.Errorf("webhook body: %v", err)
 		}
-		mu.Lock()
-		arrived[push.Data.OpID] = true
-		mu.Unlock()
+		h.mu.Lock()
+		h.arrived[push.Data.OpID] = true
+		h.mu.Unlock()
 		select {
-		case <-release:
+		case <-released:
 		case <-r.Context().Done():
 		}
 	}))
-	defer hook.Close()
-	var unblock sync.Once
-	var ops sync.WaitGroup
-	defer func() { // before the server closes and the test's context ends
-		unblock.Do(func() { close(release) })
-		ops.Wait()
-	}()
-	slow, quick := g.channel(t), g.channel(t)
+	h.url = srv.URL + "/hook"
+	t.Cleanup(srv.Close)
+	return h
+}
+
+// goRequest runs f (a request of the test) so that finish waits for it.
+func (h *hangingHook) goRequest(f func()) { h.ops.Go(f) }
+
+// finish releases the held requests and waits for the test's requests; defer it.
+func (h *hangingHook) finish() {
+	h.release()
+	h.ops.Wait()
+}
+
+// opsSeen returns how many distinct ops reached the receiver.
+func (h *hangingHook) opsSeen() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.arrived)
+}
+
+// slowAndQuick makes two channels: one whose only subscriber is a webhook to h, one with a
+// device on the private route.
+func (g *gateway) slowAndQuick(t *testing.T, h *hangingHook) (slow, quick string) {
+	slow, quick = g.channel(t), g.channel(t)
 	key := g.device(t, "server")
-	g.mustOK(t, "/channel/device", obj{"device_key": key, "channel_type": "webhook", "provider_token": hook.URL + "/hook"})
+	g.mustOK(t, "/channel/device", obj{"device_key": key, "channel_type": "webhook", "provider_token": h.url})
 	g.subscribe(t, key, slow)
 	g.subscribe(t, g.device(t, ""), quick)
-	hookCalls := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(arrived)
-	}
+	return slow, quick
+}
+
+// TestChannelOpsTakeTurnsWithoutStalling: with one op of a channel at a time
+// (--channel-concurrency 1), a channel whose op waits on a webhook that does not answer still
+// gets its next op into the pipeline once the first outlives its lease, and another channel's
+// op is answered at once meanwhile.
+func TestChannelOpsTakeTurnsWithoutStalling(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gatewayOpts{allowPrivate: true, channelConcurrency: 1, dispatchWait: 10 * time.Second})
+	h := newHangingHook(t)
+	defer h.finish() // before the receiver closes and the test's context ends
+	slow, quick := g.slowAndQuick(t, h)
 
 	answers := make(chan response, 2)
 	for i := range 2 {
-		ops.Go(func() { answers <- g.post(t, "/event/create", createBody(slow, obj{"op_id": fmt.Sprint("slow-", i)})) })
+		h.goRequest(func() { answers <- g.post(t, "/event/create", createBody(slow, obj{"op_id": fmt.Sprint("slow-", i)})) })
 	}
-	eventually(t, 5*time.Second, "both ops of the slow channel to reach its webhook", func() bool { return hookCalls() == 2 })
+	eventually(t, 5*time.Second, "both ops of the slow channel to reach its webhook", func() bool { return h.opsSeen() == 2 })
 	d := g.mustOK(t, "/event/create", createBody(quick, nil))
 	if del := d["delivery"].(map[string]any); del["delivered"] != 1.0 {
 		t.Fatalf("the other channel's op: delivery %v", del)
@@ -281,7 +313,7 @@ func TestChannelOpsTakeTurnsWithoutStalling(t *testing.T) {
 		t.Fatalf("an op of the slow channel was answered while its webhook hung: %d %s", r.status, r.raw)
 	default:
 	}
-	unblock.Do(func() { close(release) })
+	h.release()
 	for range 2 {
 		if r := <-answers; r.status != http.StatusOK {
 			t.Fatalf("an op of the slow channel once its webhook answered: %d %s", r.status, r.raw)
@@ -295,53 +327,22 @@ func TestChannelOpsTakeTurnsWithoutStalling(t *testing.T) {
 func TestSlowWebhookDoesNotStallOtherChannels(t *testing.T) {
 	t.Parallel()
 	g := startGateway(t, gatewayOpts{allowPrivate: true, dispatchWait: 3 * time.Second, channelConcurrency: -1})
-	release := make(chan struct{})
-	var mu sync.Mutex
-	arrived := map[string]bool{}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var push struct {
-			Data struct {
-				OpID string `json:"op_id"`
-			} `json:"data"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&push)
-		mu.Lock()
-		arrived[push.Data.OpID] = true
-		mu.Unlock()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hook.Close()
-	var unblock sync.Once
-	var ops sync.WaitGroup
-	defer func() {
-		unblock.Do(func() { close(release) })
-		ops.Wait()
-	}()
-	slow, quick := g.channel(t), g.channel(t)
-	key := g.device(t, "server")
-	g.mustOK(t, "/channel/device", obj{"device_key": key, "channel_type": "webhook", "provider_token": hook.URL + "/hook"})
-	g.subscribe(t, key, slow)
-	g.subscribe(t, g.device(t, ""), quick)
+	h := newHangingHook(t)
+	defer h.finish()
+	slow, quick := g.slowAndQuick(t, h)
 
 	// Twice dispatch's workers: with every op of the slow channel holding a worker for the
 	// whole delivery budget, each worker has about two of them queued.
 	const flood = 2 * dispatch.DefaultWorkers
 	for i := range flood {
-		ops.Go(func() {
+		h.goRequest(func() {
 			r := g.post(t, "/event/create", createBody(slow, obj{"op_id": fmt.Sprint("slow-", i)}))
 			if r.status != http.StatusOK && r.code() != "dispatch_timeout" && r.code() != "dispatch_partial_failure" {
 				t.Errorf("an op of the slow channel: %d %s", r.status, r.raw)
 			}
 		})
 	}
-	eventually(t, 10*time.Second, "the slow channel's ops to reach its webhook", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(arrived) >= 8
-	})
+	eventually(t, 10*time.Second, "the slow channel's ops to reach its webhook", func() bool { return h.opsSeen() >= 8 })
 	r := g.post(t, "/event/create", createBody(quick, nil))
 	if r.status != http.StatusOK {
 		t.Fatalf("the other channel's op beside the slow webhook: %d %s", r.status, r.raw)
