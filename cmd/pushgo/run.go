@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/dispatch"
 	"pushgo.dev/gateway/services/ingest"
 	"pushgo.dev/gateway/services/lifecycle"
@@ -135,13 +136,15 @@ func startAll(ctx context.Context, cfg config, log *slog.Logger, httpLn net.List
 		ncs[svc] = nc
 	}
 	g, gctx := errgroup.WithContext(backendCtx)
-	// The one lifecycle instance of serve appends every event, so its heads can be remembered.
+	// The one lifecycle instance of serve appends every event, so its heads can be remembered,
+	// and the readers of this process need not verify the signatures it made again.
 	cfg.lifecycle.CacheHeads = true
+	memo := logsign.NewMemo(0)
 	g.Go(func() error {
-		return lifecycle.Run(gctx, cfg.lifecycle, lifecycle.Deps{NC: ncs["lifecycle"], Logger: log})
+		return lifecycle.Run(gctx, cfg.lifecycle, lifecycle.Deps{NC: ncs["lifecycle"], Logger: log, LogMemo: memo})
 	})
 	g.Go(func() error {
-		return dispatch.Run(gctx, cfg.dispatch, dispatch.Deps{NC: ncs["dispatch"], Logger: log})
+		return dispatch.Run(gctx, cfg.dispatch, dispatch.Deps{NC: ncs["dispatch"], Logger: log, LogMemo: memo})
 	})
 	g.Go(func() error {
 		// ingest stops on the caller's signal or when a backend service failed.
@@ -154,7 +157,7 @@ func startAll(ctx context.Context, cfg config, log *slog.Logger, httpLn net.List
 			case <-ictx.Done():
 			}
 		}()
-		err := ingest.Run(ictx, cfg.ingest, ingest.Deps{NC: ncs["ingest"], Logger: log, HTTPListener: httpLn})
+		err := ingest.Run(ictx, cfg.ingest, ingest.Deps{NC: ncs["ingest"], Logger: log, HTTPListener: httpLn, LogMemo: memo})
 		stopBackend()
 		return err
 	})

@@ -83,6 +83,10 @@ func (c Config) Validate() error {
 type Deps struct {
 	NC     *nats.Conn
 	Logger *slog.Logger
+	// LogMemo, when set, is shared with the other services of this process (pushgo serve):
+	// entries lifecycle signed are accepted without verifying their signature again
+	// (logsign.Memo).
+	LogMemo *logsign.Memo
 }
 
 // Run provisions the bus, then delivers domain events until ctx is done, finishing those in
@@ -141,6 +145,7 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 		return fmt.Errorf("dispatch: %w", err)
 	}
 	verifier.SetDirect(cfg.Bus.Replicas <= 1) // an R1 log's only replica is its leader
+	verifier.SetMemo(deps.LogMemo)
 	if verifier == nil {
 		log.Warn("no log public keys (--log-public-keys): domain events are pushed unchecked")
 	} else if err := verifier.FollowHorizon(ctx, js, bus.StreamEvents, log); err != nil {

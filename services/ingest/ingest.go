@@ -235,6 +235,10 @@ type Deps struct {
 	// Limiter, when set, holds the limits' token buckets instead of the ones Run shares over
 	// NATS with the other ingest instances.
 	Limiter Limiter
+	// LogMemo, when set, is shared with the other services of this process (pushgo serve):
+	// entries lifecycle signed are accepted without verifying their signature again
+	// (logsign.Memo).
+	LogMemo *logsign.Memo
 }
 
 // Run serves the API until ctx is done, then stops taking requests and lets those in flight
@@ -373,6 +377,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	verifier.SetDirect(cfg.Bus.Replicas <= 1) // an R1 log's only replica is its leader
+	verifier.SetMemo(deps.LogMemo)
 	if verifier == nil {
 		log.Warn("no log public keys (--log-public-keys): the event log is answered from unchecked")
 	} else if err := verifier.FollowHorizon(ctx, js, bus.StreamEvents, log); err != nil {

@@ -73,6 +73,10 @@ func (c Config) Validate() error {
 type Deps struct {
 	NC     *nats.Conn
 	Logger *slog.Logger
+	// LogMemo, when set, is shared with the other services of this process (pushgo serve):
+	// entries lifecycle signed are accepted without verifying their signature again
+	// (logsign.Memo).
+	LogMemo *logsign.Memo
 }
 
 // Run provisions the bus, then handles commands until ctx is done, finishing those in hand.
@@ -116,6 +120,8 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
 	verifier.SetDirect(cfg.Bus.Replicas <= 1) // an R1 log's only replica is its leader
+	signer.SetMemo(deps.LogMemo)
+	verifier.SetMemo(deps.LogMemo)
 	if signer == nil {
 		log.Warn("no log key (--log-key-file): the event log is written unsigned and not checked")
 		verifier = nil
