@@ -83,6 +83,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	cd services/ingest && go test -run '^$$' -fuzz FuzzDecodeEventRequest -fuzztime $${FUZZTIME:-30s} ./internal/validate/
 	cd proto && go test -run '^$$' -fuzz FuzzToken -fuzztime $${FUZZTIME:-30s} ./bus/
 	cd services/ingest && go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./internal/ratelimit/
+	cd services/ingest && go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./internal/streamlimit/
 
 ## --- performance -------------------------------------------------------
 
