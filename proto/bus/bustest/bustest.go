@@ -173,3 +173,20 @@ func RoleOptions(r bus.Role, v *Violations) []nats.Option {
 	return []nats.Option{nats.UserInfo(string(r), RolePassword(r)), nats.CustomInboxPrefix(bus.InboxPrefix(r)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { v.Add(err) })}
 }
+
+// Eventually polls cond every 5 ms until it holds, failing the test when d passes first (the
+// tests wait for what they expect with a deadline, never a sleep).
+func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-tb.Context().Done():
+			tb.Fatal(tb.Context().Err())
+		}
+	}
+}

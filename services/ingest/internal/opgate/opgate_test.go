@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"pushgo.dev/gateway/proto/bus/bustest"
 )
 
 // long is a lease no test outlives: slots come back by leave only.
@@ -27,22 +29,6 @@ func entered(ctx context.Context, g *Gate, key string) <-chan func() {
 	return c
 }
 
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		select {
-		case <-time.After(time.Millisecond):
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		}
-	}
-}
-
 func mustEnter(t *testing.T, g *Gate, key string) func() {
 	t.Helper()
 	leave, err := g.Enter(t.Context(), key)
@@ -59,7 +45,7 @@ func TestSlotsPerKey(t *testing.T) {
 	// Another key has slots of its own.
 	b1 := mustEnter(t, g, "b")
 	third := entered(t.Context(), g, "a")
-	waitFor(t, "the third op of a to queue", func() bool { return g.Waiting("a") == 1 })
+	bustest.Eventually(t, 5*time.Second, "the third op of a to queue", func() bool { return g.Waiting("a") == 1 })
 	select {
 	case <-third:
 		t.Fatal("a third op of a got in with both slots taken")
@@ -72,7 +58,7 @@ func TestSlotsPerKey(t *testing.T) {
 	}
 	a1() // a second leave does nothing: the slot it freed is a3's now
 	fourth := entered(t.Context(), g, "a")
-	waitFor(t, "the fourth op of a to queue", func() bool { return g.Waiting("a") == 1 })
+	bustest.Eventually(t, 5*time.Second, "the fourth op of a to queue", func() bool { return g.Waiting("a") == 1 })
 	a2()
 	(<-fourth)()
 	a3()
@@ -103,7 +89,7 @@ func TestArrivalOrder(t *testing.T) {
 			mu.Unlock()
 			leave()
 		})
-		waitFor(t, "a waiter to queue", func() bool { return g.Waiting("a") == i+1 })
+		bustest.Eventually(t, 5*time.Second, "a waiter to queue", func() bool { return g.Waiting("a") == i+1 })
 	}
 	held()
 	wg.Wait()
@@ -130,7 +116,7 @@ func TestLeaseFreesTheSlot(t *testing.T) {
 		t.Fatal("the lease did not free the slot")
 	}
 	slow() // after its lease: does nothing
-	waitFor(t, "the key to go", func() bool { return g.Keys() == 0 })
+	bustest.Eventually(t, 5*time.Second, "the key to go", func() bool { return g.Keys() == 0 })
 }
 
 // TestCancelWhileWaiting: a caller that gives up leaves the queue; it holds no slot.
@@ -144,7 +130,7 @@ func TestCancelWhileWaiting(t *testing.T) {
 		_, err := g.Enter(ctx, "a")
 		errc <- err
 	}()
-	waitFor(t, "the waiter to queue", func() bool { return g.Waiting("a") == 1 })
+	bustest.Eventually(t, 5*time.Second, "the waiter to queue", func() bool { return g.Waiting("a") == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Enter after cancel = %v, want context.Canceled", err)
@@ -187,7 +173,7 @@ func TestNoSlotLost(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, "every key to go", func() bool { return g.Keys() == 0 })
+	bustest.Eventually(t, 5*time.Second, "every key to go", func() bool { return g.Keys() == 0 })
 }
 
 // TestBoundWithoutLease: without leases running out, at most slots ops of a key are inside

@@ -10,22 +10,6 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/streamlimit"
 )
 
-// eventually polls cond every 10 ms until it holds or d has passed.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		select {
-		case <-time.After(10 * time.Millisecond):
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		}
-	}
-}
-
 func newShared(t *testing.T, nc *nats.Conn, cfg streamlimit.Config, opts streamlimit.Options) *streamlimit.Limiter {
 	t.Helper()
 	l, err := streamlimit.NewShared(nc, nil, cfg, opts)
@@ -69,18 +53,18 @@ func TestLimitHoldsAcrossInstances(t *testing.T) {
 		}
 		releases = append(releases, r)
 	}
-	eventually(t, 5*time.Second, "B refusing d1 held at its limit on A", func() bool { return refusedOn(b, "d1", "t1") })
-	eventually(t, 5*time.Second, "B counting A's streams of t1", func() bool { return b.Count("t1") == 2 })
+	bustest.Eventually(t, 5*time.Second, "B refusing d1 held at its limit on A", func() bool { return refusedOn(b, "d1", "t1") })
+	bustest.Eventually(t, 5*time.Second, "B counting A's streams of t1", func() bool { return b.Count("t1") == 2 })
 	rb, err := b.Acquire("d2", "t1") // the tenant's third stream
 	if err != nil {
 		t.Fatalf("a stream of another device of t1 on B: %v", err)
 	}
-	eventually(t, 5*time.Second, "A refusing a 4th stream of t1", func() bool { return refusedOn(a, "d3", "t1") })
+	bustest.Eventually(t, 5*time.Second, "A refusing a 4th stream of t1", func() bool { return refusedOn(a, "d3", "t1") })
 	rb()
 
 	releases[0]()
 	var held func()
-	eventually(t, 5*time.Second, "B admitting d1 after A released one", func() bool {
+	bustest.Eventually(t, 5*time.Second, "B admitting d1 after A released one", func() bool {
 		r, err := b.Acquire("d1", "t1")
 		if err == nil {
 			held = r
@@ -93,7 +77,7 @@ func TestLimitHoldsAcrossInstances(t *testing.T) {
 	held()
 
 	// Alive and without changes, A's remaining stream keeps counting past the expiry.
-	eventually(t, 5*time.Second, "B refusing d1's second stream", func() bool {
+	bustest.Eventually(t, 5*time.Second, "B refusing d1's second stream", func() bool {
 		r, err := b.Acquire("d1", "t1")
 		if err != nil {
 			return false
@@ -106,7 +90,7 @@ func TestLimitHoldsAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	releases[0] = r2
-	eventually(t, 5*time.Second, "B refusing d1 again", func() bool { return refusedOn(b, "d1", "t1") })
+	bustest.Eventually(t, 5*time.Second, "B refusing d1 again", func() bool { return refusedOn(b, "d1", "t1") })
 	until := time.Now().Add(3 * expiry)
 	for time.Now().Before(until) {
 		if !refusedOn(b, "d1", "t1") {
@@ -127,12 +111,12 @@ func TestLimitHoldsAcrossInstances(t *testing.T) {
 		if _, err := c.Acquire("d9", ""); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "B hearing C's streams", func() bool { return refusedOn(b, "d9", "") })
+		bustest.Eventually(t, 5*time.Second, "B hearing C's streams", func() bool { return refusedOn(b, "d9", "") })
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
 		}
 		// The bye arrives long before the expiry would matter.
-		eventually(t, expiry/2, "B forgetting C's streams once C closed", func() bool { return !refusedOn(b, "d9", "") })
+		bustest.Eventually(t, expiry/2, "B forgetting C's streams once C closed", func() bool { return !refusedOn(b, "d9", "") })
 	})
 
 	t.Run("an instance that dies", func(t *testing.T) {
@@ -141,7 +125,7 @@ func TestLimitHoldsAcrossInstances(t *testing.T) {
 		if !refusedOn(b, "d1", "t1") && time.Since(died) < expiry/2 {
 			t.Fatal("A's streams stopped counting on B right after A died")
 		}
-		eventually(t, 5*time.Second, "B forgetting A's streams after the expiry", func() bool { return !refusedOn(b, "d1", "t1") })
+		bustest.Eventually(t, 5*time.Second, "B forgetting A's streams after the expiry", func() bool { return !refusedOn(b, "d1", "t1") })
 		// A's last snapshot was heard at most a snapshot interval (plus scheduling) before.
 		if since := time.Since(died); since < expiry/2 {
 			t.Fatalf("A's streams stopped counting %s after A died, before the expiry (%s)", since, expiry)
