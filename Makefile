@@ -84,6 +84,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	cd proto && go test -run '^$$' -fuzz FuzzToken -fuzztime $${FUZZTIME:-30s} ./bus/
 	cd services/ingest && go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./internal/ratelimit/
 	cd services/ingest && go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./internal/streamlimit/
+	cd proto && go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./opfilter/
 
 ## --- performance -------------------------------------------------------
 

@@ -134,6 +134,7 @@ func TestAuditorAccess(t *testing.T) {
 		"$JS.API.DIRECT.GET." + bus.KVStream(bus.BucketDevices) + ".$KV." + bus.BucketDevices + "." + key,
 		"$JS.API.DIRECT.GET." + bus.KVStream(bus.BucketSubs), "$JS.API.STREAM.INFO." + bus.KVStream(bus.BucketOps),
 		"$JS.API.STREAM.MSG.GET." + bus.StreamInbox, "$JS.API.STREAM.INFO." + bus.StreamCommands,
+		"$JS.API.STREAM.MSG.GET." + bus.StreamOutcomes, bus.OutcomeSubject(ch, "audit-9"),
 	}
 	for _, s := range publishes {
 		if err := nc.Publish(s, []byte(`{"seq":1}`)); err != nil {

@@ -19,6 +19,10 @@ const (
 	StreamEvents = "PUSHGO_EVENTS"
 	// StreamInbox holds per-device inboxes, subjects pushgo.inbox.<device_key>.
 	StreamInbox = "PUSHGO_INBOX"
+	// StreamOutcomes is the outcome journal (docs/scale.md §2): batches of final op records
+	// (busv1.OutcomeBatch) on the one subject OutcomesSubject, kept for the idempotency window,
+	// so that a repeat of an op is answered without a KV write per op. See Journal.
+	StreamOutcomes = "PUSHGO_OUTCOMES"
 )
 
 // Key-value buckets.
@@ -58,9 +62,9 @@ const (
 	CommandSubjects = commandPrefix + ">"
 	EventSubjects   = eventPrefix + ">"
 	InboxSubjects   = inboxPrefix + ">"
-	// OpsUpdates is the subject every write to the ops bucket is published on: ingest keeps one
-	// core subscription on it to learn outcomes without a consumer per request.
-	OpsUpdates = "$KV." + BucketOps + ".>"
+	// OutcomesSubject is the outcome journal's one subject: one subject, not one per op, so the
+	// broker's memory grows with batches rather than with ops.
+	OutcomesSubject = "pushgo.outcomes"
 )
 
 // Core NATS (not persisted) subjects.
@@ -84,7 +88,26 @@ const (
 	// the binary encoding of services/ingest/internal/streamlimit (versioned, with the sender's
 	// instance id). A lost announcement only makes limits more lenient for a moment.
 	StreamsSubject = "pushgo.streams.live"
+	// OutcomeSubjects matches every OutcomeSubject. Dispatch (success, 503) and lifecycle
+	// (rejections, repeats) publish an op's final OpRecord on its OutcomeSubject once it is
+	// durable (journaled or recorded); every ingest instance subscribes once to OutcomeSubjects
+	// and routes by key (OpKeyFromOutcomeSubject) to the requests waiting for it, so no request
+	// needs a subscription of its own. Nothing stores a notification: one that is lost lets the
+	// waiting request time out, and its repeat is answered from the log and the journal.
+	OutcomeSubjects = outcomePrefix + ">"
 )
+
+const outcomePrefix = "pushgo.outcome."
+
+// OutcomeSubject is where the final outcome of op opID of channelID is announced (core NATS).
+func OutcomeSubject(channelID, opID string) string {
+	return outcomePrefix + OpKey(channelID, opID)
+}
+
+// OpKeyFromOutcomeSubject returns the op key (OpKey) of a message published on OutcomeSubjects.
+func OpKeyFromOutcomeSubject(subject string) string {
+	return strings.TrimPrefix(subject, outcomePrefix)
+}
 
 // SubsMarkerTTL is how long the marker of an unsubscribe stays in BucketSubs. Dispatch's
 // watchers learn of the unsubscribe from it; once it expires the key's subject is gone, so the
@@ -92,13 +115,6 @@ const (
 // within the TTL), which is how ingest enforces the subscribers-per-channel quota without a
 // consumer. A watcher away from the broker for longer than this would miss the unsubscribe.
 const SubsMarkerTTL = 10 * time.Minute
-
-// Message headers beyond JetStream's own.
-const (
-	// HeaderRedrive marks a command republished for a repeat of a pending op; lifecycle then
-	// checks the whole event history for the command before applying it.
-	HeaderRedrive = "Pushgo-Redrive"
-)
 
 // Token encodes an id for use as one subject token or KV key segment. Ids that reach the bus
 // are validated to [A-Za-z0-9_:-] first; ':' is not allowed in subjects, so it is escaped. The
@@ -202,11 +218,6 @@ func DedupeID(commandID, fallback string) string {
 // OpKey is the key of an op record in BucketOps.
 func OpKey(channelID, opID string) string {
 	return channelID + "." + Token(opID)
-}
-
-// OpKeyFromSubject returns the op key of a message published on OpsUpdates.
-func OpKeyFromSubject(subject string) string {
-	return strings.TrimPrefix(subject, "$KV."+BucketOps+".")
 }
 
 // KVStream is the name of the stream that holds a key-value bucket.

@@ -89,8 +89,9 @@ var ingestBuckets = []string{BucketOps, BucketChannels, BucketDevices, BucketSub
 // Table is the permission table of DESIGN.md §9.1, derived from what each service does on the
 // bus (the README shows it, rendered by PermissionsMarkdown; the broker is configured from it by
 // ServerConfigUsers and natsauth). Who provisions what: lifecycle the log (PUSHGO_EVENTS), which
-// it alone appends to; ingest everything else (PUSHGO_COMMANDS, PUSHGO_INBOX, whose items it
-// deletes, and every bucket); dispatch nothing. Provisioning is creating and updating a
+// it alone appends to; dispatch the outcome journal (PUSHGO_OUTCOMES), which it alone appends
+// to; ingest everything else (PUSHGO_COMMANDS, PUSHGO_INBOX, whose items it deletes, and every
+// bucket). Provisioning is creating and updating a
 // stream's configuration, so no other role can lift the log's DenyDelete or shorten its MaxAge.
 // Ingest needs nothing to start (its readiness waits for the log); lifecycle and dispatch wait
 // for what they need (ProvisionRole).
@@ -115,27 +116,31 @@ func Table() []Permissions {
 			streamAdmin(StreamInbox), streamRead(StreamInbox), []string{jsAPI + "STREAM.MSG.DELETE." + StreamInbox},
 			bucketsAdminReadWrite(ingestBuckets),
 		),
-		Subscribe:  []string{inbox(RoleIngest), OpsUpdates, RateLimitSubject, StreamsSubject, InboxSubjects},
+		Subscribe:  []string{inbox(RoleIngest), OutcomeSubjects, RateLimitSubject, StreamsSubject, InboxSubjects},
 		Provisions: slices.Concat([]string{StreamCommands, StreamInbox}, kvStreams(ingestBuckets)),
 	}, {
 		Role: RoleLifecycle,
-		Does: "consumes commands (its durable), appends to the log, removes folded commands, records rejections in pushgo_ops",
+		Does: "consumes commands (its durable), appends to the log, removes folded commands, answers rejections and repeats (reads 503 records and the outcome journal)",
 		Publish: slices.Concat(
-			[]string{jsInfo, EventSubjects},
+			[]string{jsInfo, EventSubjects, OutcomeSubjects},
 			streamAdmin(events),
 			streamRead(events),
 			[]string{jsAPI + "STREAM.INFO." + StreamCommands, jsAPI + "STREAM.PURGE." + StreamCommands},
 			durable(StreamCommands, ConsumerLifecycle),
-			kvRead(BucketOps), []string{kvWrite(BucketOps)},
+			kvRead(BucketOps),
+			streamRead(StreamOutcomes),
 		),
 		Subscribe:  []string{inbox(RoleLifecycle)},
 		Provisions: []string{events},
-		Needs:      []string{StreamCommands, KVStream(BucketOps)},
+		// Not StreamOutcomes: lifecycle runs without dispatch, and a journal not made yet holds
+		// nothing (LookupOutcome).
+		Needs: []string{StreamCommands, KVStream(BucketOps)},
 	}, {
 		Role: RoleDispatch,
-		Does: "consumes the log (its durable), appends to inboxes, records outcomes, reads devices and subscriptions, answers redrive requests",
+		Does: "consumes the log (its durable), appends to inboxes, records, journals (owns PUSHGO_OUTCOMES) and announces outcomes, reads devices and subscriptions, answers redrive requests",
 		Publish: slices.Concat(
-			[]string{jsInfo, InboxSubjects, jsAPI + "STREAM.INFO." + StreamInbox},
+			[]string{jsInfo, InboxSubjects, jsAPI + "STREAM.INFO." + StreamInbox, OutcomesSubject, OutcomeSubjects},
+			streamAdmin(StreamOutcomes), streamRead(StreamOutcomes),
 			streamRead(events),
 			durable(events, ConsumerDispatch),
 			kvRead(BucketOps), []string{kvWrite(BucketOps)},
@@ -144,6 +149,7 @@ func Table() []Permissions {
 		),
 		Subscribe:      []string{inbox(RoleDispatch), RedriveSubject},
 		AllowResponses: true,
+		Provisions:     []string{StreamOutcomes},
 		Needs:          []string{events, StreamInbox, KVStream(BucketOps), KVStream(BucketUsage), KVStream(BucketSubs), KVStream(BucketDevices)},
 	}, {
 		Role:      RoleAuditor,

@@ -106,6 +106,7 @@ func TestRolesCannotDoOthersWrites(t *testing.T) {
 		{bus.RoleIngest, bus.CommandSubject("ch1", "ev1")},
 		{bus.RoleLifecycle, bus.EventSubject("ch1", "ev1")},
 		{bus.RoleDispatch, bus.InboxSubject("dev1")},
+		{bus.RoleDispatch, bus.OutcomesSubject},
 	}
 	for _, c := range own {
 		rjs, err := jetstream.New(conns[c.role])
@@ -114,6 +115,27 @@ func TestRolesCannotDoOthersWrites(t *testing.T) {
 		}
 		if _, err := rjs.Publish(t.Context(), c.subject, []byte("x")); err != nil {
 			t.Errorf("%s cannot publish its own %s: %v", c.role, c.subject, err)
+		}
+	}
+	// Lifecycle and dispatch announce outcomes; ingest hears them.
+	heard, err := conns[bus.RoleIngest].SubscribeSync(bus.OutcomeSubjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conns[bus.RoleIngest].Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []bus.Role{bus.RoleLifecycle, bus.RoleDispatch} {
+		subject := bus.OutcomeSubject("ch1", "op-"+string(r))
+		if err := conns[r].Publish(subject, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		m, err := heard.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("ingest did not hear %s's outcome: %v", r, err)
+		}
+		if got, want := bus.OpKeyFromOutcomeSubject(m.Subject), bus.OpKey("ch1", "op-"+string(r)); got != want {
+			t.Errorf("op key of %s = %q, want %q", m.Subject, got, want)
 		}
 	}
 	counts := streamCounts(t, js)
@@ -145,6 +167,15 @@ func TestRolesCannotDoOthersWrites(t *testing.T) {
 		{bus.RoleDispatch, bus.RateLimitSubject},
 		{bus.RoleDispatch, bus.StreamsSubject},
 		{bus.RoleLifecycle, bus.StreamsSubject},
+		// Only dispatch appends to the outcome journal and owns it; ingest only hears outcomes,
+		// the auditor reads nothing but the log.
+		{bus.RoleIngest, bus.OutcomesSubject},
+		{bus.RoleLifecycle, bus.OutcomesSubject},
+		{bus.RoleIngest, bus.OutcomeSubject("ch1", "op1")},
+		{bus.RoleLifecycle, "$JS.API.STREAM.UPDATE." + bus.StreamOutcomes},
+		{bus.RoleIngest, "$JS.API.STREAM.MSG.GET." + bus.StreamOutcomes},
+		{bus.RoleAuditor, "$JS.API.STREAM.MSG.GET." + bus.StreamOutcomes},
+		{bus.RoleAuditor, "$JS.API.STREAM.INFO." + bus.StreamOutcomes},
 	}
 	for _, c := range denied {
 		if err := conns[c.role].Publish(c.subject, []byte("x")); err != nil {
@@ -164,7 +195,8 @@ func TestRolesCannotDoOthersWrites(t *testing.T) {
 	}{
 		{bus.RoleLifecycle, bus.InboxPrefix(bus.RoleIngest) + ".>"},
 		{bus.RoleDispatch, "_INBOX.>"},
-		{bus.RoleLifecycle, bus.OpsUpdates},
+		{bus.RoleLifecycle, "$KV." + bus.BucketOps + ".>"},
+		{bus.RoleDispatch, bus.OutcomeSubjects},
 		{bus.RoleDispatch, bus.InboxSubjects},
 		{bus.RoleLifecycle, ">"},
 	}

@@ -122,6 +122,20 @@ func StreamConfigs(o Options) []jetstream.StreamConfig {
 		Duplicates:        min(o.DuplicateWindow, InboxDuplicateWindow),
 		// Reads of inboxes go to the leader (LeaderRange): an acked item must never come back.
 		AllowDirect: false,
+	}, {
+		Name:        StreamOutcomes,
+		Description: "outcome journal: batched outcomes of delivered ops, for answering repeats (docs/scale.md)",
+		Subjects:    []string{OutcomesSubject},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		// A repeat is answered from here for as long as the op's idempotency record lives.
+		MaxAge: o.IdempotencyWindow,
+		// Each batch has its own random id; the window only covers a publish retried through an
+		// election (Journal retries for 10 s).
+		Duplicates: min(o.DuplicateWindow, EventsDuplicateWindow),
+		// Reads go to the leader (LookupOutcome): a repeat must see an outcome journaled before it.
+		AllowDirect: false,
 	}}
 }
 

@@ -164,6 +164,7 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
+	defer h.Close() // after the consumer and the redrive subscription, which write through it
 	redrive, err := deps.NC.QueueSubscribe(bus.RedriveSubject, bus.QueueDispatch, h.Redrive)
 	if err != nil {
 		return fmt.Errorf("dispatch: subscribe %s: %w", bus.RedriveSubject, err)

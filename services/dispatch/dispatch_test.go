@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -34,11 +35,18 @@ func recorded(op string, applied bool, version uint32) *busv1.EventRecorded {
 	}
 }
 
-// TestOutcomes checks that every domain event completes its op record: accepted ops and late
-// (not applied) ones alike, with the ids, version and state the caller is answered with.
+// TestOutcomes checks that every domain event completes its op: accepted ops and late (not
+// applied) ones alike get a 200 with the ids, version and state the caller is answered with,
+// published for the waiting request and kept in the outcome journal (not as an op record).
 func TestOutcomes(t *testing.T) {
 	t.Parallel()
 	_, nc, js := bustest.Provisioned(t)
+	published := make(chan *nats.Msg, 8)
+	sub, err := nc.ChanSubscribe(bus.OutcomeSubjects, published)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
@@ -63,35 +71,32 @@ func TestOutcomes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tt := range []struct {
-		op      string
-		applied bool
-	}{{"op-a", true}, {"op-late", false}} {
+	applied := map[string]bool{"op-a": true, "op-late": false}
+	for range applied {
+		var m *nats.Msg
+		select {
+		case m = <-published:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no outcome published within 10s")
+		}
 		var rec busv1.OpRecord
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			e, err := kv.Get(t.Context(), bus.OpKey(ch, tt.op))
-			if err == nil {
-				if err := proto.Unmarshal(e.Value(), &rec); err != nil {
-					t.Fatal(err)
-				}
-				break
-			}
-			if !errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline) {
-				t.Fatalf("outcome of %s: %v", tt.op, err)
-			}
-			select {
-			case <-time.After(10 * time.Millisecond):
-			case <-t.Context().Done():
-				t.Fatal(t.Context().Err())
-			}
+		if err := proto.Unmarshal(m.Data, &rec); err != nil {
+			t.Fatal(err)
+		}
+		op := rec.GetOpId()
+		journaled, err := bus.LookupOutcome(t.Context(), nc, ch, op, "cmd-"+op, time.Now().Add(-time.Minute))
+		if err != nil || journaled == nil || !proto.Equal(journaled.GetOutcome(), rec.GetOutcome()) {
+			t.Fatalf("%s: journal holds %v (%v), want the published outcome %v", op, journaled, err, rec.GetOutcome())
+		}
+		if _, err := kv.Get(t.Context(), bus.OpKey(ch, op)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("%s: an op record was written for a 200 (%v)", op, err)
 		}
 		res := rec.GetOutcome().GetResult()
 		if rec.GetState() != busv1.OpState_OP_STATE_DONE || rec.GetOutcome().GetHttpStatus() != 200 ||
-			rec.GetFingerprint() != "fp-"+tt.op || rec.GetCommandId() != "cmd-"+tt.op || rec.GetCreatedAt() != 42 ||
-			res.GetEventId() != "ev" || res.GetOpId() != tt.op || res.GetThingId() != "db-1" || res.GetVersion() != 2 ||
-			!res.GetAccepted() || res.GetApplied() != tt.applied || res.GetDelivery() == nil {
-			t.Fatalf("%s: record %v", tt.op, &rec)
+			rec.GetFingerprint() != "fp-"+op || rec.GetCommandId() != "cmd-"+op || rec.GetCreatedAt() != 42 ||
+			res.GetEventId() != "ev" || res.GetOpId() != op || res.GetThingId() != "db-1" || res.GetVersion() != 2 ||
+			!res.GetAccepted() || res.GetApplied() != applied[op] || res.GetDelivery() == nil {
+			t.Fatalf("%s: record %v", op, &rec)
 		}
 	}
 }

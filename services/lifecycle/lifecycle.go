@@ -100,7 +100,7 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := bus.ProvisionRole(ctx, js, cfg.Bus, bus.RoleLifecycle, log); err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
-	cons, horizon, err := commandsConsumer(ctx, js, jetstream.ConsumerConfig{
+	cons, _, err := commandsConsumer(ctx, js, jetstream.ConsumerConfig{
 		Durable:       bus.ConsumerLifecycle,
 		Description:   "lifecycle: folds commands into the event store",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -132,7 +132,8 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if cfg.CacheHeads {
 		store.CacheHeads(headCacheSize)
 	}
-	h := commands.New(store, ops, horizon, commands.Options{GiveUpAfter: cfg.GiveUpAfter, RetryDelay: cfg.RetryDelay}, log)
+	window := cmp.Or(max(cfg.Bus.IdempotencyWindow, 0), bus.DefaultIdempotencyWindow)
+	h := commands.New(store, deps.NC, ops, window, commands.Options{GiveUpAfter: cfg.GiveUpAfter, RetryDelay: cfg.RetryDelay}, log)
 	log.Info("lifecycle running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
 	var trim sync.WaitGroup
 	trimCtx, stopTrim := context.WithCancel(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,7 +69,9 @@ func command(route, eventID, opID string, eventTime int64) *busv1.EventCommand {
 	}
 }
 
-func publish(t *testing.T, js jetstream.JetStream, c *busv1.EventCommand, redrive bool) {
+// publish stores a command; again publishes it without its message id, as a copy the
+// broker does not collapse (a redelivery, or a command in the stream twice).
+func publish(t *testing.T, js jetstream.JetStream, c *busv1.EventCommand, again bool) {
 	t.Helper()
 	data, err := proto.Marshal(c)
 	if err != nil {
@@ -77,9 +80,7 @@ func publish(t *testing.T, js jetstream.JetStream, c *busv1.EventCommand, redriv
 	msg := nats.NewMsg(bus.CommandSubject(ch, c.GetEnvelope().GetEventId()))
 	msg.Data = data
 	opts := []jetstream.PublishOpt{}
-	if redrive {
-		msg.Header.Set(bus.HeaderRedrive, "1")
-	} else {
+	if !again {
 		opts = append(opts, jetstream.WithMsgID(bus.DedupeID(c.GetCommandId(), c.GetEnvelope().GetId())))
 	}
 	if _, err := js.PublishMsg(t.Context(), msg, opts...); err != nil {
@@ -130,17 +131,52 @@ func opsBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
 	return kv
 }
 
-func opRecord(t *testing.T, kv jetstream.KeyValue, opID string) *busv1.OpRecord {
+// published is an op outcome lifecycle published for the waiting request.
+type published struct {
+	rec      *busv1.OpRecord
+	recorded bool
+}
+
+// outcomes collects the op outcomes published on the bus from now on.
+type outcomes struct {
+	mu  sync.Mutex
+	got []published
+}
+
+func watchOutcomes(t *testing.T, nc *nats.Conn) *outcomes {
 	t.Helper()
-	e, err := kv.Get(t.Context(), bus.OpKey(ch, opID))
+	o := &outcomes{}
+	sub, err := nc.Subscribe(bus.OutcomeSubjects, func(m *nats.Msg) {
+		rec := &busv1.OpRecord{}
+		if err := proto.Unmarshal(m.Data, rec); err != nil {
+			t.Error(err)
+			return
+		}
+		o.mu.Lock()
+		o.got = append(o.got, published{rec, m.Header.Get(bus.HeaderRecorded) != ""})
+		o.mu.Unlock()
+	})
 	if err != nil {
-		return nil
-	}
-	rec := &busv1.OpRecord{}
-	if err := proto.Unmarshal(e.Value(), rec); err != nil {
 		t.Fatal(err)
 	}
-	return rec
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return o
+}
+
+// of returns the outcomes published for opID, in order.
+func (o *outcomes) of(opID string) []published {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []published
+	for _, p := range o.got {
+		if p.rec.GetOpId() == opID {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // TestTwoInstancesNeverCorruptAnEvent runs two lifecycle instances on one command stream and
@@ -230,7 +266,7 @@ func TestRedeliveredCommandIsNotAppliedTwice(t *testing.T) {
 	publish(t, js, command("update", "ev", "op-second", 3000), false)
 	eventually(t, 10*time.Second, "three entries", func() bool { return len(history(t, nc, "ev")) == 3 })
 
-	publish(t, js, first, true)                                     // redrive of an applied command, no msg id
+	publish(t, js, first, true)                                     // the applied command again, no msg id
 	publish(t, js, command("close", "ev", "op-close", 4000), false) // a marker behind it
 	eventually(t, 10*time.Second, "the close", func() bool { return len(history(t, nc, "ev")) >= 4 })
 	h := history(t, nc, "ev")
@@ -271,17 +307,17 @@ func TestRejectionsBecomeOutcomes(t *testing.T) {
 	t.Parallel()
 	s, nc, js := bustest.Provisioned(t)
 	startInstance(t, s.ClientURL())
-	kv := opsBucket(t, js)
+	out := watchOutcomes(t, nc)
 	publish(t, js, command("update", "ghost", "op-ghost", 1000), false)
 	publish(t, js, command("create", "ev", "op-c", 1000), false)
 	publish(t, js, command("close", "ev", "op-x", 2000), false)
 	publish(t, js, command("update", "ev", "op-late", 3000), false)
 
 	eventually(t, 10*time.Second, "outcomes", func() bool {
-		return opRecord(t, kv, "op-ghost") != nil && opRecord(t, kv, "op-late") != nil
+		return len(out.of("op-ghost")) > 0 && len(out.of("op-late")) > 0
 	})
 	for op, want := range map[string]string{"op-ghost": "event_not_found", "op-late": "event_closed"} {
-		rec := opRecord(t, kv, op)
+		rec := out.of(op)[0].rec
 		if rec.GetState() != busv1.OpState_OP_STATE_DONE || rec.GetOutcome().GetErrorCode() != want ||
 			rec.GetFingerprint() != "fp-"+op || rec.GetCommandId() != "cmd-"+op {
 			t.Fatalf("%s: record %v, want done with %s", op, rec, want)
@@ -322,7 +358,7 @@ func TestFoldedCommandsAreTrimmed(t *testing.T) {
 func TestRecreatedConsumerDoesNotRefoldCommands(t *testing.T) {
 	t.Parallel()
 	s, nc, js := bustest.Provisioned(t)
-	kv := opsBucket(t, js)
+	out := watchOutcomes(t, nc)
 	never := lifecycle.Config{Workers: 2, TrimEvery: time.Hour}
 	stop := startInstanceWith(t, s.ClientURL(), never)
 	publish(t, js, command("create", "ev", "op-create", 1000), false)
@@ -344,41 +380,42 @@ func TestRecreatedConsumerDoesNotRefoldCommands(t *testing.T) {
 	if strings.Join(ops, " ") != "op-create@v1 op-update@v2 op-close@v3" {
 		t.Fatalf("history = %v, want each op once", ops)
 	}
-	if rec := opRecord(t, kv, "op-create"); rec != nil {
-		t.Fatalf("the create got a second outcome: %v", rec.GetOutcome())
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if p := out.of("op-create"); len(p) != 0 {
+		t.Fatalf("the create got a second outcome: %v", p[0].rec.GetOutcome())
 	}
 }
 
-// TestCommandFailingOnEveryDeliveryIsGivenUp: a command that cannot be handled (here its op
-// record is corrupt, so the check for an earlier outcome fails the same way each time) is
-// answered 500 internal_error after GiveUpAfter deliveries and terminated, so the trim moves
-// past it. Its repeat, once the cause is gone, folds it like any command.
+// TestCommandFailingOnEveryDeliveryIsGivenUp: a command that cannot be handled (here the
+// op filter of its event's head is corrupt, so looking its op_id up fails the same way each
+// time) is answered 500 internal_error after GiveUpAfter deliveries and terminated, so the
+// trim moves past it. Its repeat, once the cause is gone, folds it like any command.
 func TestCommandFailingOnEveryDeliveryIsGivenUp(t *testing.T) {
 	t.Parallel()
 	s, nc, js := bustest.Provisioned(t)
-	kv := opsBucket(t, js)
+	out := watchOutcomes(t, nc)
 	startInstanceWith(t, s.ClientURL(), lifecycle.Config{Workers: 2, TrimEvery: 20 * time.Millisecond,
 		GiveUpAfter: 3, RetryDelay: 10 * time.Millisecond})
+	publish(t, js, command("create", "ev", "op-0", 1000), false)
+	eventually(t, 10*time.Second, "the create", func() bool { return len(history(t, nc, "ev")) == 1 })
+	head := history(t, nc, "ev")[0]
+	head.OpFilter = []byte("\xffnot an op filter")
+	appendRaw(t, js, head, 1)
 
-	if _, err := kv.Put(t.Context(), bus.OpKey(ch, "op-1"), []byte("\xffnot an op record")); err != nil {
-		t.Fatal(err)
-	}
-	cmd := command("create", "ev", "op-1", 1000)
-	publish(t, js, cmd, true) // a republished command is checked against its op record first
+	cmd := command("update", "ev", "op-1", 2000)
+	publish(t, js, cmd, false)
 	eventually(t, 10*time.Second, "the op answered internal_error", func() bool {
-		e, err := kv.Get(t.Context(), bus.OpKey(ch, "op-1"))
-		if err != nil {
-			return false
-		}
-		rec := &busv1.OpRecord{}
-		return proto.Unmarshal(e.Value(), rec) == nil && bus.GaveUp(rec)
+		p := out.of("op-1")
+		return len(p) > 0 && bus.GaveUp(p[0].rec)
 	})
-	rec := opRecord(t, kv, "op-1")
+	rec := out.of("op-1")[0].rec
 	if rec.GetOutcome().GetHttpStatus() != 500 || rec.GetCommandId() != cmd.GetCommandId() || rec.GetFingerprint() != cmd.GetFingerprint() {
-		t.Fatalf("record %v, want the command's 500 internal_error", rec)
+		t.Fatalf("outcome %v, want the command's 500 internal_error", rec)
 	}
-	if h := history(t, nc, "ev"); len(h) != 0 {
-		t.Fatalf("a command given up on left %d history entries", len(h))
+	if h := history(t, nc, "ev"); len(h) != 2 {
+		t.Fatalf("a command given up on left %d history entries beside the 2 written", len(h)-2)
 	}
 	stream, err := js.Stream(t.Context(), bus.StreamCommands)
 	if err != nil {
@@ -389,37 +426,178 @@ func TestCommandFailingOnEveryDeliveryIsGivenUp(t *testing.T) {
 		return err == nil && info.State.Msgs == 0
 	})
 
-	// The repeat's republished command: the outcome it carries was given up on, so it is folded.
+	// Repaired (an entry without a filter: the history is read instead), the repeat folds.
+	head.OpFilter = nil
+	appendRaw(t, js, head, 2)
 	publish(t, js, cmd, true)
-	eventually(t, 10*time.Second, "the retried create in the history", func() bool { return len(history(t, nc, "ev")) == 1 })
-	if h := history(t, nc, "ev"); h[0].GetCommandId() != cmd.GetCommandId() || h[0].GetVersion() != 1 {
-		t.Fatalf("history %v, want the create at version 1", h)
+	eventually(t, 10*time.Second, "the retried update in the history", func() bool { return len(history(t, nc, "ev")) == 4 })
+	if h := history(t, nc, "ev"); h[3].GetCommandId() != cmd.GetCommandId() || h[3].GetVersion() != 2 || len(h[3].GetOpFilter()) == 0 {
+		t.Fatalf("history %v, want the update at version 2 with an op filter", h)
 	}
 }
 
-// TestRetryThatFailsAgainIsGivenUpAgain: the event's stored head is undecodable, so its
+// appendRaw appends rec to its event as the entry after sequence last (an unsigned store).
+func appendRaw(t *testing.T, js jetstream.JetStream, rec *busv1.EventRecorded, last uint64) {
+	t.Helper()
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), bus.EventSubject(ch, rec.GetEnvelope().GetEventId()), data,
+		jetstream.WithExpectLastSequencePerSubject(last)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRetryThatFailsAgainIsAnsweredAgain: the event's stored head is undecodable, so its
 // commands are answered 500 integrity_error (logsign.Verifier.Open fails it even where nothing
-// is signed). The retry of such an op fails the same way and must be answered with a new
-// outcome record (the retrying request waits for one), not dropped silently.
-func TestRetryThatFailsAgainIsGivenUpAgain(t *testing.T) {
+// is signed). The retry of such an op fails the same way and must be answered again (the
+// retrying request waits for it), not dropped silently.
+func TestRetryThatFailsAgainIsAnsweredAgain(t *testing.T) {
 	t.Parallel()
-	s, _, js := bustest.Provisioned(t)
-	kv := opsBucket(t, js)
+	s, nc, js := bustest.Provisioned(t)
+	out := watchOutcomes(t, nc)
 	startInstanceWith(t, s.ClientURL(), lifecycle.Config{Workers: 2, GiveUpAfter: 2, RetryDelay: 10 * time.Millisecond})
 	if _, err := js.Publish(t.Context(), bus.EventSubject(ch, "ev"), []byte("\xff\xff\xff")); err != nil {
 		t.Fatal(err)
 	}
 	cmd := command("update", "ev", "op-1", 1000)
 	publish(t, js, cmd, false)
-	var first *busv1.OpRecord
 	eventually(t, 10*time.Second, "the op answered integrity_error", func() bool {
-		first = opRecord(t, kv, "op-1")
-		return bus.GaveUp(first) && first.GetOutcome().GetErrorCode() == bus.CodeIntegrity
+		p := out.of("op-1")
+		return len(p) == 1 && p[0].rec.GetOutcome().GetErrorCode() == bus.CodeIntegrity
 	})
 
-	publish(t, js, cmd, true) // the repeat's retry
-	eventually(t, 10*time.Second, "a new integrity_error outcome", func() bool {
-		rec := opRecord(t, kv, "op-1")
-		return bus.GaveUp(rec) && rec.GetUpdatedAt() > first.GetUpdatedAt()
+	retry := command("update", "ev", "op-1", 1000)
+	retry.CommandId = "cmd-retry"
+	publish(t, js, retry, false)
+	eventually(t, 10*time.Second, "a second integrity_error outcome", func() bool {
+		p := out.of("op-1")
+		return len(p) == 2 && p[1].rec.GetCommandId() == "cmd-retry" && bus.GaveUp(p[1].rec)
 	})
+}
+
+// TestRepeatsAreAnsweredFromTheRecord: a repeat of an applied op (same op_id and body, a new
+// request) is not applied again; it is answered with the op's recorded outcome, marked
+// recorded: from the outcome journal for a 200, from the op record for a 503. One with another
+// body or route is answered op_id_conflict.
+func TestRepeatsAreAnsweredFromTheRecord(t *testing.T) {
+	t.Parallel()
+	s, nc, js := bustest.Provisioned(t)
+	out := watchOutcomes(t, nc)
+	startInstance(t, s.ClientURL())
+	publish(t, js, command("create", "ev", "op-c", 1000), false)
+	publish(t, js, command("update", "ev", "op-ok", 2000), false)
+	publish(t, js, command("update", "ev", "op-503", 3000), false)
+	eventually(t, 10*time.Second, "three entries", func() bool { return len(history(t, nc, "ev")) == 3 })
+
+	// Stand in for dispatch: the 200 goes to the journal, the 503 to the op record.
+	env := func(op string) *busv1.Envelope { return &busv1.Envelope{ChannelId: ch, EventId: "ev", OpId: op} }
+	j := bus.NewJournal(js, quiet)
+	t.Cleanup(j.Close)
+	if err := j.Write(t.Context(), bus.DoneRecord(env("op-ok"), "update", "cmd-op-ok", "fp-op-ok", 1, 2,
+		&busv1.Outcome{HttpStatus: 200})); err != nil {
+		t.Fatal(err)
+	}
+	failed := bus.DoneRecord(env("op-503"), "update", "cmd-op-503", "fp-op-503", 1, 2,
+		&busv1.Outcome{HttpStatus: 503, ErrorCode: "dispatch_partial_failure"})
+	data, err := proto.Marshal(failed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := opsBucket(t, js).Put(t.Context(), bus.OpKey(ch, "op-503"), data); err != nil {
+		t.Fatal(err)
+	}
+
+	again := func(route, op, fingerprint string) {
+		c := command(route, "ev", op, 4000)
+		c.CommandId, c.Fingerprint = "repeat-"+op+"-"+fingerprint, fingerprint
+		publish(t, js, c, false)
+	}
+	again("update", "op-ok", "fp-op-ok")
+	again("update", "op-503", "fp-op-503")
+	again("update", "op-c", "fp-op-c") // another route than the create's
+	again("update", "op-ok", "fp-other")
+	eventually(t, 10*time.Second, "four answers", func() bool {
+		return len(out.of("op-ok")) == 2 && len(out.of("op-503")) == 1 && len(out.of("op-c")) == 1
+	})
+	for _, tt := range []struct {
+		p        published
+		status   uint32
+		recorded bool
+	}{
+		{out.of("op-503")[0], 503, true},
+		{out.of("op-c")[0], 409, false},
+	} {
+		if tt.p.rec.GetOutcome().GetHttpStatus() != tt.status || tt.p.recorded != tt.recorded {
+			t.Fatalf("%s answered %v (recorded %v), want %d (recorded %v)", tt.p.rec.GetOpId(), tt.p.rec.GetOutcome(), tt.p.recorded, tt.status, tt.recorded)
+		}
+	}
+	var statuses []string
+	for _, p := range out.of("op-ok") {
+		statuses = append(statuses, fmt.Sprintf("%s:%d:%v", p.rec.GetFingerprint(), p.rec.GetOutcome().GetHttpStatus(), p.recorded))
+	}
+	slices.Sort(statuses)
+	if strings.Join(statuses, " ") != "fp-op-ok:200:true fp-other:409:false" {
+		t.Fatalf("op-ok answered %v, want its journaled 200 and a conflict", statuses)
+	}
+	if h := history(t, nc, "ev"); len(h) != 3 {
+		t.Fatalf("repeats left %d entries, want the 3 of the first requests", len(h))
+	}
+}
+
+// TestOldOpsAreFoundBeyondTheRecentOnes: the head's filter keeps the last ops exactly and
+// older ones in a Bloom filter; a repeat of an op far back is still recognised (from the
+// history the filter points into), and so is one of an event whose entries predate filters.
+func TestOldOpsAreFoundBeyondTheRecentOnes(t *testing.T) {
+	t.Parallel()
+	s, nc, js := bustest.Provisioned(t)
+	startInstance(t, s.ClientURL())
+	publish(t, js, command("create", "ev", "op-c", 1000), false)
+	const n = 80
+	for i := range n {
+		publish(t, js, command("update", "ev", fmt.Sprint("op-", i), int64(2000+i)), false)
+	}
+	eventually(t, 20*time.Second, "every update", func() bool { return len(history(t, nc, "ev")) == n+1 })
+
+	// An event written before filters existed: entries without one.
+	legacy := history(t, nc, "ev")[:3]
+	for i, rec := range legacy {
+		rec = proto.CloneOf(rec)
+		rec.Envelope.EventId, rec.OpFilter = "old", nil
+		last := uint64(0)
+		if i > 0 {
+			last = lastSeq(t, nc, "old")
+		}
+		appendRaw(t, js, rec, last)
+	}
+
+	for _, op := range []string{"op-c", "op-0", "op-5", fmt.Sprint("op-", n-1)} {
+		c := command("update", "ev", op, 9000)
+		c.CommandId = "repeat-" + op
+		publish(t, js, c, false)
+	}
+	c := command("update", "old", "op-0", 9000)
+	c.CommandId = "repeat-old"
+	publish(t, js, c, false)
+	publish(t, js, command("update", "old", "op-new", 9000), false) // a marker behind it
+	publish(t, js, command("close", "ev", "op-close", 9000), false)
+	eventually(t, 10*time.Second, "the markers", func() bool {
+		return len(history(t, nc, "ev")) >= n+2 && len(history(t, nc, "old")) >= 4
+	})
+	if h := history(t, nc, "ev"); len(h) != n+2 || h[n+1].GetEnvelope().GetOpId() != "op-close" {
+		t.Fatalf("ev has %d entries, want %d: a repeat was applied again", len(h), n+2)
+	}
+	if h := history(t, nc, "old"); len(h) != 4 || h[3].GetEnvelope().GetOpId() != "op-new" || len(h[3].GetOpFilter()) == 0 {
+		t.Fatalf("old has %d entries, want 4 ending with op-new and a filter", len(h))
+	}
+}
+
+func lastSeq(t *testing.T, nc *nats.Conn, eventID string) uint64 {
+	t.Helper()
+	m, err := bus.LastMsg(t.Context(), nc, bus.StreamEvents, bus.EventSubject(ch, eventID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Seq
 }

@@ -47,14 +47,15 @@ func (m *fakeMsg) Term() error                      { m.settled = "term"; return
 func (m *fakeMsg) TermWithReason(string) error      { m.settled = "term"; return nil }
 
 // A redelivered domain event whose op record cannot be decoded is delivered again and its
-// outcome recorded over the corrupt record, instead of failing on every redelivery.
+// outcome recorded, instead of failing on every redelivery.
 func TestRedeliveryOverCorruptRecord(t *testing.T) {
 	t.Parallel()
-	_, _, js := bustest.Provisioned(t)
+	_, nc, js := bustest.Provisioned(t)
 	h, err := New(t.Context(), js, noTargets{}, Config{Budget: 5 * time.Second}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.Close)
 	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
 	if err != nil {
 		t.Fatal(err)
@@ -78,16 +79,12 @@ func TestRedeliveryOverCorruptRecord(t *testing.T) {
 	if m.settled != "ack" {
 		t.Fatalf("message settled %q, want ack", m.settled)
 	}
-	e, err := kv.Get(t.Context(), bus.OpKey("ch", "op-1"))
+	rec, err := bus.LookupOutcome(t.Context(), nc, "ch", "op-1", "c1", time.Now().Add(-time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &busv1.OpRecord{}
-	if err := proto.Unmarshal(e.Value(), rec); err != nil {
-		t.Fatal(err)
-	}
 	if rec.GetState() != busv1.OpState_OP_STATE_DONE || rec.GetOutcome().GetHttpStatus() != 200 || rec.GetCommandId() != "c1" {
-		t.Fatalf("record %v, want the op's 200", rec)
+		t.Fatalf("journaled %v, want the op's 200", rec)
 	}
 }
 
@@ -102,9 +99,13 @@ func (rejectingKV) Get(context.Context, string) (jetstream.KeyValueEntry, error)
 	return nil, jetstream.ErrKeyNotFound
 }
 
-// A domain event whose outcome can never be recorded is retried, then given up on.
+// A domain event whose outcome can never be recorded (here the journal is closed) is
+// retried, then given up on.
 func TestGiveUpOnPermanentFailure(t *testing.T) {
 	t.Parallel()
+	_, _, js := bustest.Provisioned(t)
+	journal := bus.NewJournal(js, slog.New(slog.DiscardHandler))
+	journal.Close()
 	data, err := proto.Marshal(&busv1.EventRecorded{
 		Envelope: &busv1.Envelope{Id: "evt:ch:op-2:c2", ChannelId: "ch", EventId: "ev", OpId: "op-2"},
 		Route:    "update", CommandId: "c2", Applied: true, Version: 2,
@@ -114,7 +115,7 @@ func TestGiveUpOnPermanentFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{Budget: time.Second}
-	h := &Handler{cfg: cfg, ops: rejectingKV{}, dir: noTargets{}, hooks: newWebhookSender(cfg),
+	h := &Handler{cfg: cfg, js: js, ops: rejectingKV{}, journal: journal, dir: noTargets{}, hooks: newWebhookSender(cfg),
 		log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, tt := range []struct {
 		delivered uint64

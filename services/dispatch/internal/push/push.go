@@ -1,9 +1,12 @@
 // Package push turns domain events into pushes and op outcomes. For every domain event of
 // PUSHGO_EVENTS it resolves the op's targets (the channel's subscribers at dispatch time),
 // delivers to each — the device's inbox stream, a signed webhook, or a provider — keeps one
-// receipt per target, and records the op's outcome in pushgo_ops (200, or 503
-// dispatch_partial_failure when a target failed), which is how the waiting ingest request
-// learns its answer. A repeat of a 503 op asks it (Redrive) to retry the failed targets only.
+// receipt per target, and records the op's outcome: a 200 in the outcome journal (batched with
+// other instances' outcomes, bus.Journal), a 503 dispatch_partial_failure with its receipts in
+// pushgo_ops. Only then is the outcome published to the waiting ingest request
+// (bus.OutcomeSubject) and the domain event acked, so an outcome that was answered is always
+// on record for a repeat. A repeat of a 503 op asks it (Redrive) to retry the failed targets
+// only.
 //
 // Every delivery of one op to one device carries the same delivery id, derived from the op and
 // the device: a domain event redelivered after a crash appends no second inbox item
@@ -95,15 +98,16 @@ type targets interface {
 
 // Handler delivers domain events. It is safe for concurrent use.
 type Handler struct {
-	cfg    Config
-	js     jetstream.JetStream
-	ops    jetstream.KeyValue
-	events jetstream.Stream
-	dir    targets
-	hooks  *webhookSender
-	log    *slog.Logger
-	now    func() time.Time
-	recent *logsign.Recent
+	cfg     Config
+	js      jetstream.JetStream
+	ops     jetstream.KeyValue
+	journal *bus.Journal
+	events  jetstream.Stream
+	dir     targets
+	hooks   *webhookSender
+	log     *slog.Logger
+	now     func() time.Time
+	recent  *logsign.Recent
 }
 
 // New returns a handler. js must allow enough outstanding async publishes for a channel's
@@ -117,9 +121,12 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 	if err != nil {
 		return nil, fmt.Errorf("events stream: %w", err)
 	}
-	return &Handler{cfg: cfg, js: js, ops: ops, events: events, dir: dir, hooks: newWebhookSender(cfg), log: log, now: time.Now,
-		recent: logsign.NewRecent(recentEvents)}, nil
+	return &Handler{cfg: cfg, js: js, ops: ops, journal: bus.NewJournal(js, log), events: events, dir: dir, hooks: newWebhookSender(cfg),
+		log: log, now: time.Now, recent: logsign.NewRecent(recentEvents)}, nil
 }
+
+// Close stops the outcome journal's writer; call it once nothing is handled any more.
+func (h *Handler) Close() { h.journal.Close() }
 
 // Handle delivers one domain event and records its op's outcome, then acks. A failure naks the
 // message for a later redelivery; an undecodable one is terminated and logged, and so is one
@@ -166,18 +173,14 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 
 func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jetstream.MsgMetadata) error {
 	if md.NumDelivered > 1 {
-		// Another instance may have finished this op and died before acking. A record that
-		// cannot be decoded is overwritten: deliveries repeat under the same delivery ids.
-		prior, err := h.record(ctx, rec.GetEnvelope())
-		if errors.Is(err, bus.ErrCorruptRecord) {
-			h.log.Warn("op record undecodable; delivering again", "op", rec.GetEnvelope().GetId(), "err", err)
-			prior, err = nil, nil
-		}
+		// Another instance may have finished this op and died before acking: then its
+		// outcome is on record, and is published again for a request still waiting.
+		prior, err := h.finished(ctx, rec)
 		if err != nil {
 			return err
 		}
-		if prior.GetCommandId() == rec.GetCommandId() && prior.GetState() == busv1.OpState_OP_STATE_DONE {
-			return nil
+		if prior != nil {
+			return h.notify(prior)
 		}
 	}
 	var receipts []*busv1.Receipt
@@ -186,8 +189,41 @@ func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jets
 		receipts = h.deliver(ctx, rec, targets)
 		h.countDeliveries(targets, receipts)
 	}
-	_, err := h.complete(ctx, rec, md.Sequence.Stream, receipts, omitted{})
+	_, err := h.complete(ctx, rec, md.Sequence.Stream, receipts, omitted{}, false)
 	return err
+}
+
+// finished returns the recorded outcome of rec's op written for rec's own command, nil when
+// there is none. A record that cannot be decoded counts as none: deliveries repeat under the
+// same delivery ids.
+func (h *Handler) finished(ctx context.Context, rec *busv1.EventRecorded) (*busv1.OpRecord, error) {
+	env := rec.GetEnvelope()
+	prior, err := h.record(ctx, env)
+	if errors.Is(err, bus.ErrCorruptRecord) {
+		h.log.Warn("op record undecodable; delivering again", "op", env.GetId(), "err", err)
+		prior, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if prior.GetCommandId() == rec.GetCommandId() && prior.GetState() == busv1.OpState_OP_STATE_DONE {
+		return prior, nil
+	}
+	return bus.LookupOutcome(ctx, h.js.Conn(), env.GetChannelId(), env.GetOpId(), rec.GetCommandId(), time.UnixMilli(env.GetRecordedAt()))
+}
+
+// notify publishes an op's outcome to the ingest instances, without its receipts.
+func (h *Handler) notify(op *busv1.OpRecord) error {
+	op = proto.CloneOf(op)
+	op.Receipts = nil
+	data, err := proto.Marshal(op)
+	if err != nil {
+		return err
+	}
+	if err := h.js.Conn().Publish(bus.OutcomeSubject(op.GetChannelId(), op.GetOpId()), data); err != nil {
+		return fmt.Errorf("publish outcome of %s.%s: %w", op.GetChannelId(), op.GetOpId(), err)
+	}
+	return nil
 }
 
 // open decodes a domain event and checks its authenticator and its place in the event's chain
@@ -276,7 +312,7 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 	h.countDeliveries(again, redriven)
 	receipts := append(append(keep, retry...), redriven...)
 	out, err := h.complete(ctx, rec, prior.GetEventSeq(), receipts,
-		omitted{delivered: prior.GetDeliveredOmitted(), failed: prior.GetFailedOmitted()})
+		omitted{delivered: prior.GetDeliveredOmitted(), failed: prior.GetFailedOmitted()}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -388,8 +424,10 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 type omitted struct{ delivered, failed uint32 }
 
 // complete records the op's outcome from its receipts (and those counted in prior, which an
-// earlier record of the op left out) and returns the record written.
-func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq uint64, receipts []*busv1.Receipt, prior omitted) (*busv1.OpRecord, error) {
+// earlier record of the op left out), publishes it and returns the record written. A 503, or
+// any outcome of an op that has a record (keep: a redrive), goes to pushgo_ops with its
+// receipts; a 200 to the journal, without them.
+func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq uint64, receipts []*busv1.Receipt, prior omitted, keep bool) (*busv1.OpRecord, error) {
 	env := rec.GetEnvelope()
 	delivery := &apiv1.Delivery{Targets: uint32(len(receipts)) + prior.delivered + prior.failed,
 		Delivered: prior.delivered, Failed: prior.failed}
@@ -421,6 +459,14 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq ui
 	op := bus.DoneRecord(env, rec.GetRoute(), rec.GetCommandId(), rec.GetFingerprint(), rec.GetOpCreatedAt(), h.now().UnixMilli(), out)
 	op.Receipts, op.EventSeq = receipts, seq
 	op.DeliveredOmitted, op.FailedOmitted = prior.delivered, prior.failed
+	if !keep && delivery.GetFailed() == 0 {
+		journaled := proto.CloneOf(op)
+		journaled.Receipts = nil
+		if err := h.journal.Write(ctx, journaled); err != nil {
+			return nil, fmt.Errorf("journal outcome of %s: %w", env.GetId(), err)
+		}
+		return op, h.notify(op)
+	}
 	data, err := h.encodeRecord(op)
 	if err != nil {
 		return nil, err
@@ -431,7 +477,7 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq ui
 	}); err != nil {
 		return nil, fmt.Errorf("record outcome of %s: %w", env.GetId(), err)
 	}
-	return op, nil
+	return op, h.notify(op)
 }
 
 // encodeRecord encodes op within MaxRecordBytes. An op to a channel of many thousand targets

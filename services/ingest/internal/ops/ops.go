@@ -1,8 +1,10 @@
-// Package ops runs event ops to their outcome for ingest (DESIGN.md §4, §5): it creates the op
-// record in pushgo_ops (the idempotency key), publishes the command, and waits for the outcome
-// that lifecycle or dispatch writes into the record. Outcomes arrive on one core NATS
-// subscription per instance on the bucket's subjects and are routed in memory to the waiting
-// requests: no consumer, subscription or goroutine is created per request.
+// Package ops runs event ops to their outcome for ingest (DESIGN.md §4, §5): it publishes the
+// command and waits for the outcome that lifecycle (a rejection, or the recorded outcome of a
+// repeat) or dispatch (a delivery) publishes once it is on record. Repeats are told from new
+// ops by lifecycle, from the event's log (docs/scale.md): ingest keeps no record per op.
+// Outcomes arrive on one core NATS subscription per instance (bus.OutcomeSubjects) and are
+// routed in memory to the waiting requests: no consumer, subscription or goroutine is created
+// per request.
 package ops
 
 import (
@@ -51,24 +53,42 @@ type Submitter struct {
 	cfg Config
 	nc  *nats.Conn
 	js  jetstream.JetStream
-	kv  jetstream.KeyValue
 	sub *nats.Subscription
 	log *slog.Logger
 
 	mu      sync.Mutex
-	waiters map[string][]chan *busv1.OpRecord
+	waiters map[string][]*waiter
 }
 
-// New subscribes to op record updates and returns a ready Submitter.
-func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Submitter, error) {
-	kv, err := js.KeyValue(ctx, bus.BucketOps)
-	if err != nil {
-		return nil, fmt.Errorf("ops bucket: %w", err)
+// waiter is one request waiting for its op's outcome.
+type waiter struct {
+	commandID, route, fingerprint string
+	c                             chan outcome
+}
+
+// outcome is an op's outcome as published; recorded says it was read back for a repeat.
+type outcome struct {
+	rec      *busv1.OpRecord
+	recorded bool
+}
+
+// wants reports whether an outcome answers w. The op's own outcome (its delivery) answers
+// every request for the same op; a rejection, conflict or give-up answers the request it was
+// decided for, and any other carrying the same request (a repeat is judged the same way).
+func (w *waiter) wants(rec *busv1.OpRecord) bool {
+	if rec.GetCommandId() == w.commandID {
+		return true
 	}
-	s := &Submitter{cfg: cfg, nc: nc, js: js, kv: kv, log: log, waiters: map[string][]chan *busv1.OpRecord{}}
-	s.sub, err = nc.Subscribe(bus.OpsUpdates, s.onUpdate)
+	return !bus.GaveUp(rec) && rec.GetRoute() == w.route && rec.GetFingerprint() == w.fingerprint
+}
+
+// New subscribes to op outcomes and returns a ready Submitter.
+func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Submitter, error) {
+	s := &Submitter{cfg: cfg, nc: nc, js: js, log: log, waiters: map[string][]*waiter{}}
+	var err error
+	s.sub, err = nc.Subscribe(bus.OutcomeSubjects, s.onOutcome)
 	if err != nil {
-		return nil, fmt.Errorf("subscribe %s: %w", bus.OpsUpdates, err)
+		return nil, fmt.Errorf("subscribe %s: %w", bus.OutcomeSubjects, err)
 	}
 	// Outcomes of every instance's ops arrive here; never drop them for a slow reader.
 	if err := s.sub.SetPendingLimits(1<<20, 256<<20); err != nil {
@@ -81,45 +101,32 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 func (s *Submitter) Close() error { return s.sub.Unsubscribe() }
 
 // Submit runs op and returns its outcome: the final one when known in time, the recorded one
-// for a repeat of a finished op. Errors are *apierr.Error: op_id_conflict, unavailable, or
-// dispatch_timeout carrying the op's ids as data.
+// for a repeat of a finished op. Errors are *apierr.Error: unavailable, or dispatch_timeout
+// carrying the op's ids as data.
 func (s *Submitter) Submit(ctx context.Context, op Op) (*busv1.Outcome, error) {
 	key := bus.OpKey(op.ChannelID, op.OpID)
-	w := s.register(key)
+	w := &waiter{commandID: newID(), route: op.Route, fingerprint: op.Fingerprint, c: make(chan outcome, 1)}
+	s.register(key, w)
 	defer s.unregister(key, w)
 
-	rec, repeat, err := s.record(ctx, key, op)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case bus.GaveUp(rec):
-		// lifecycle gave up on the command (500 internal_error): the repeat tries it again.
-	case rec.GetState() == busv1.OpState_OP_STATE_DONE && rec.GetOutcome().GetErrorCode() == "dispatch_partial_failure":
-		return s.redrive(ctx, op, rec)
-	case rec.GetState() == busv1.OpState_OP_STATE_DONE:
-		return rec.GetOutcome(), nil
-	}
-	if err := s.publish(ctx, op, rec, repeat); err != nil {
+	if err := s.publish(ctx, op, w.commandID); err != nil {
 		return nil, err
 	}
 	timer := time.NewTimer(s.cfg.DispatchWait)
 	defer timer.Stop()
-	for {
-		select {
-		case done := <-w:
-			if bus.GaveUp(rec) && done.GetUpdatedAt() == rec.GetUpdatedAt() && done.GetCommandId() == rec.GetCommandId() {
-				continue // the update that recorded the outcome being retried, still on its way
-			}
-			return done.GetOutcome(), nil
-		case <-timer.C:
-			e := apierr.Newf("dispatch_timeout", "the op was accepted but its delivery did not finish within %s; repeat it with op_id %q for the outcome", s.cfg.DispatchWait, op.OpID)
-			e.Data = &apiv1.EventOpResult{ChannelId: op.ChannelID, OpId: op.OpID, EventId: op.EventID, ThingId: op.Fields.ThingId,
-				Delivery: &apiv1.Delivery{}}
-			return nil, e
-		case <-ctx.Done():
-			return nil, apierr.New("unavailable", "request cancelled before the op's outcome was known")
+	select {
+	case out := <-w.c:
+		if out.recorded && out.rec.GetOutcome().GetErrorCode() == "dispatch_partial_failure" {
+			return s.redrive(ctx, op, out.rec)
 		}
+		return out.rec.GetOutcome(), nil
+	case <-timer.C:
+		e := apierr.Newf("dispatch_timeout", "the op was accepted but its delivery did not finish within %s; repeat it with op_id %q for the outcome", s.cfg.DispatchWait, op.OpID)
+		e.Data = &apiv1.EventOpResult{ChannelId: op.ChannelID, OpId: op.OpID, EventId: op.EventID, ThingId: op.Fields.ThingId,
+			Delivery: &apiv1.Delivery{}}
+		return nil, e
+	case <-ctx.Done():
+		return nil, apierr.New("unavailable", "request cancelled before the op's outcome was known")
 	}
 }
 
@@ -152,89 +159,31 @@ func (s *Submitter) redrive(ctx context.Context, op Op, rec *busv1.OpRecord) (*b
 	return fresh.GetOutcome(), nil
 }
 
-// record creates the op record, or returns the existing one for a repeat. repeat is true when
-// the record belongs to an earlier request with the same op_id.
-func (s *Submitter) record(ctx context.Context, key string, op Op) (rec *busv1.OpRecord, repeat bool, err error) {
+// publish sends the command of op. Each request publishes its own (commandID); lifecycle
+// tells a repeat from a new op by the event's log, and its message id collapses the copies a
+// publish retried through a leader election leaves.
+func (s *Submitter) publish(ctx context.Context, op Op, commandID string) error {
 	now := time.Now().UnixMilli()
-	mine := &busv1.OpRecord{
-		Route: op.Route, Fingerprint: op.Fingerprint, CommandId: newID(), ChannelId: op.ChannelID,
-		OpId: op.OpID, EventId: op.EventID, State: busv1.OpState_OP_STATE_PENDING, CreatedAt: now, UpdatedAt: now,
-	}
-	data, err := proto.Marshal(mine)
-	if err != nil {
-		return nil, false, err
-	}
-	for range 3 { // a record may expire between Create and Get; then create again
-		err = s.retry(ctx, func(ctx context.Context) error {
-			_, err := s.kv.Create(ctx, key, data)
-			return err
-		})
-		if err == nil {
-			return mine, false, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, false, s.unavailable(err)
-		}
-		var entry jetstream.KeyValueEntry
-		err = s.retry(ctx, func(ctx context.Context) error {
-			var err error
-			entry, err = s.kv.Get(ctx, key)
-			return err
-		})
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, false, s.unavailable(err)
-		}
-		rec = &busv1.OpRecord{}
-		if err := proto.Unmarshal(entry.Value(), rec); err != nil {
-			return nil, false, fmt.Errorf("decode op record %s: %w", key, err)
-		}
-		if rec.GetCommandId() == mine.GetCommandId() {
-			return rec, false, nil // our own Create landed on a try that timed out
-		}
-		if rec.GetRoute() != op.Route || rec.GetFingerprint() != op.Fingerprint {
-			return nil, false, apierr.Newf("op_id_conflict", "op_id %q was already used for a different request in this channel", op.OpID)
-		}
-		return rec, true, nil
-	}
-	return nil, false, s.unavailable(err)
-}
-
-// publish sends the command of op under the record's command id. A repeat republishes it: the
-// message id collapses it while the first copy is in the stream's duplicate window, and the
-// redrive header makes lifecycle check the event's history for it otherwise, so a pending op
-// whose first request died before publishing still completes. The retry of an op lifecycle
-// gave up on goes out under a message id of its own (bus.RetryDedupeID).
-func (s *Submitter) publish(ctx context.Context, op Op, rec *busv1.OpRecord, repeat bool) error {
 	cmd := &busv1.EventCommand{
 		Envelope: &busv1.Envelope{
-			Id: bus.CommandMsgID(op.ChannelID, op.OpID, rec.GetCommandId()), Type: "event." + op.Route,
-			ChannelId: op.ChannelID, EventId: rec.GetEventId(), OpId: op.OpID,
-			RecordedAt: time.Now().UnixMilli(), SchemaVersion: bus.SchemaVersion,
+			Id: bus.CommandMsgID(op.ChannelID, op.OpID, commandID), Type: "event." + op.Route,
+			ChannelId: op.ChannelID, EventId: op.EventID, OpId: op.OpID,
+			RecordedAt: now, SchemaVersion: bus.SchemaVersion,
 		},
 		Route:       op.Route,
-		CommandId:   rec.GetCommandId(),
+		CommandId:   commandID,
 		Fingerprint: op.Fingerprint,
 		Fields:      op.Fields,
-		OpCreatedAt: rec.GetCreatedAt(),
+		OpCreatedAt: now,
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return err
 	}
-	msg := nats.NewMsg(bus.CommandSubject(op.ChannelID, rec.GetEventId()))
-	msg.Data = data
-	if repeat {
-		msg.Header.Set(bus.HeaderRedrive, "1")
-	}
-	msgID := bus.DedupeID(cmd.GetCommandId(), cmd.GetEnvelope().GetId())
-	if bus.GaveUp(rec) {
-		msgID = bus.RetryDedupeID(rec)
-	}
+	msgID := bus.DedupeID(commandID, cmd.GetEnvelope().GetId())
 	err = s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(bus.StreamCommands))
+		_, err := s.js.Publish(ctx, bus.CommandSubject(op.ChannelID, op.EventID), data, jetstream.WithMsgID(msgID),
+			jetstream.WithExpectStream(bus.StreamCommands))
 		return err
 	})
 	if err != nil {
@@ -257,15 +206,13 @@ func (s *Submitter) unavailable(err error) *apierr.Error {
 }
 
 // register adds a waiter for key before anything can complete it.
-func (s *Submitter) register(key string) chan *busv1.OpRecord {
-	w := make(chan *busv1.OpRecord, 1)
+func (s *Submitter) register(key string, w *waiter) {
 	s.mu.Lock()
 	s.waiters[key] = append(s.waiters[key], w)
 	s.mu.Unlock()
-	return w
 }
 
-func (s *Submitter) unregister(key string, w chan *busv1.OpRecord) {
+func (s *Submitter) unregister(key string, w *waiter) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ws := s.waiters[key]
@@ -282,34 +229,34 @@ func (s *Submitter) unregister(key string, w chan *busv1.OpRecord) {
 	}
 }
 
-// onUpdate routes a finished op record to the requests waiting for it.
-func (s *Submitter) onUpdate(m *nats.Msg) {
-	key := bus.OpKeyFromSubject(m.Subject)
+// onOutcome routes a published outcome to the requests waiting for it.
+func (s *Submitter) onOutcome(m *nats.Msg) {
+	key := bus.OpKeyFromOutcomeSubject(m.Subject)
 	s.mu.Lock()
 	n := len(s.waiters[key])
 	s.mu.Unlock()
-	if n == 0 || len(m.Data) == 0 {
+	if n == 0 {
 		return
 	}
 	rec := &busv1.OpRecord{}
 	if err := proto.Unmarshal(m.Data, rec); err != nil {
-		s.log.Warn("undecodable op record update", "key", key, "err", err)
+		s.log.Warn("undecodable op outcome", "key", key, "err", err)
 		return
 	}
-	if rec.GetState() != busv1.OpState_OP_STATE_DONE {
-		return
-	}
+	out := outcome{rec: rec, recorded: m.Header.Get(bus.HeaderRecorded) != ""}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, w := range s.waiters[key] {
-		// Keep the latest record only. This handler is the only sender, so after the drain
-		// the send does not block.
+		if !w.wants(rec) {
+			continue
+		}
+		// Keep the first outcome only: this handler is the only sender, so a full channel
+		// already holds an answer.
 		select {
-		case <-w:
+		case w.c <- out:
 		default:
 		}
-		w <- rec
 	}
-	s.mu.Unlock()
 }
 
 // newID returns 32 random lowercase hex characters.

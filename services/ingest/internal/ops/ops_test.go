@@ -3,6 +3,7 @@ package ops
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +18,25 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 )
 
-// With no lifecycle running, an op times out; its repeat publishes the command again. Both
-// copies carry the op record's command id as their message id, so the broker keeps one.
-func TestRepeatedCommandCollapsesOnTheCommandID(t *testing.T) {
-	s, _, js := newSubmitter(t, 50*time.Millisecond)
+func update(opID, fingerprint string) Op {
+	return Op{Route: "update", ChannelID: "ch1", OpID: opID, EventID: "ev1", Fingerprint: fingerprint,
+		Fields: &apiv1.EventFields{Status: "running"}}
+}
 
-	op := Op{Route: "create", ChannelID: "ch1", OpID: "op-1", EventID: NewEventID("ch1", "op-1", true),
-		Fingerprint: "fp", Fields: &apiv1.EventFields{Title: proto.String("deploy")}}
+// With nothing answering, an op times out with its ids as data; every request publishes a
+// command of its own (lifecycle tells repeats apart from the log).
+func TestUnansweredOpTimesOut(t *testing.T) {
+	s, _, js := newSubmitter(t, 50*time.Millisecond)
+	op := update("op-1", "fp")
 	for i := range 2 {
 		_, err := s.Submit(t.Context(), op)
-		if e, ok := errors.AsType[*apierr.Error](err); !ok || e.Code != "dispatch_timeout" {
+		e, ok := errors.AsType[*apierr.Error](err)
+		if !ok || e.Code != "dispatch_timeout" {
 			t.Fatalf("submit %d: got %v, want dispatch_timeout", i, err)
 		}
-	}
-
-	entry, err := s.kv.Get(t.Context(), bus.OpKey(op.ChannelID, op.OpID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &busv1.OpRecord{}
-	if err := proto.Unmarshal(entry.Value(), rec); err != nil {
-		t.Fatal(err)
+		if d, _ := e.Data.(*apiv1.EventOpResult); d.GetEventId() != "ev1" || d.GetOpId() != "op-1" {
+			t.Fatalf("submit %d: data %v, want the op's ids", i, e.Data)
+		}
 	}
 	stream, err := js.Stream(t.Context(), bus.StreamCommands)
 	if err != nil {
@@ -47,68 +46,147 @@ func TestRepeatedCommandCollapsesOnTheCommandID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs != 1 {
-		t.Fatalf("commands stream holds %d messages, want 1", info.State.Msgs)
-	}
-	msg, err := stream.GetMsg(t.Context(), info.State.FirstSeq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := msg.Header.Get(nats.MsgIdHdr); got != rec.GetCommandId() || len(got) != 32 {
-		t.Fatalf("message id %q, want the record's command id %q", got, rec.GetCommandId())
+	if info.State.Msgs != 2 {
+		t.Fatalf("commands stream holds %d messages, want 2", info.State.Msgs)
 	}
 }
 
-// A repeat of an op lifecycle gave up on (500 internal_error) publishes its command again,
-// under a message id of its own, and answers with the new outcome.
-func TestRepeatRetriesAnOpGivenUpOn(t *testing.T) {
+// Outcomes are routed by op and by request: the op's delivery answers every request with the
+// same body; a conflict answers only the request it was decided for; a give-up of another
+// attempt answers nobody else.
+func TestOutcomesReachTheRightRequests(t *testing.T) {
 	s, nc, _ := newSubmitter(t, 10*time.Second)
+	cmds := commands(t, nc)
 
-	op := Op{Route: "update", ChannelID: "ch1", OpID: "op-2", EventID: "ev1", Fingerprint: "fp",
-		Fields: &apiv1.EventFields{Status: "running"}}
-	env := &busv1.Envelope{ChannelId: op.ChannelID, OpId: op.OpID, EventId: op.EventID}
-	gaveUp := bus.DoneRecord(env, op.Route, "c0ffee", op.Fingerprint, 1, 2,
-		&busv1.Outcome{HttpStatus: 500, ErrorCode: bus.CodeGaveUp, Error: "could not be applied"})
-	putRecord(t, s, gaveUp)
+	type answer struct {
+		out *busv1.Outcome
+		err error
+	}
+	submit := func(op Op) chan answer {
+		c := make(chan answer, 1)
+		go func() {
+			out, err := s.Submit(t.Context(), op)
+			c <- answer{out, err}
+		}()
+		return c
+	}
+	a, b := submit(update("op-1", "fp-a")), submit(update("op-1", "fp-a"))
+	conflicting := submit(update("op-1", "fp-b"))
+	got := map[string]*busv1.EventCommand{}
+	for range 3 {
+		cmd := <-cmds
+		got[cmd.GetFingerprint()+cmd.GetCommandId()] = cmd
+	}
+	var first, other *busv1.EventCommand
+	for _, cmd := range got {
+		switch {
+		case cmd.GetFingerprint() == "fp-b":
+			other = cmd
+		case first == nil:
+			first = cmd
+		}
+	}
+	// Another attempt's give-up with the same body answers nobody waiting now.
+	publishOutcome(t, nc, outcomeOf(first, "c0ffee", 500, bus.CodeGaveUp), false)
+	publishOutcome(t, nc, outcomeOf(other, other.GetCommandId(), 409, "op_id_conflict"), false)
+	if r := <-conflicting; r.out.GetErrorCode() != "op_id_conflict" {
+		t.Fatalf("conflicting request answered %v %v, want op_id_conflict", r.out, r.err)
+	}
+	publishOutcome(t, nc, outcomeOf(first, first.GetCommandId(), 200, ""), false)
+	for i, c := range []chan answer{a, b} {
+		if r := <-c; r.err != nil || r.out.GetHttpStatus() != 200 {
+			t.Fatalf("request %d answered %v %v, want the delivery's 200", i, r.out, r.err)
+		}
+	}
+}
 
-	// Stand in for lifecycle and dispatch: answer the republished command with a 200.
-	cmds := make(chan *nats.Msg, 1)
-	sub, err := nc.ChanSubscribe(bus.CommandSubject(op.ChannelID, op.EventID), cmds)
+// A 503 read back for a repeat (recorded) is redriven: dispatch is asked to retry the failed
+// targets, and its answer is the request's. A 503 decided for the request itself is not.
+func TestRecordedPartialFailureIsRedriven(t *testing.T) {
+	s, nc, _ := newSubmitter(t, 10*time.Second)
+	cmds := commands(t, nc)
+	var mu sync.Mutex
+	var asked []*busv1.RedriveRequest
+	sub, err := nc.Subscribe(bus.RedriveSubject, func(m *nats.Msg) {
+		req := &busv1.RedriveRequest{}
+		if err := proto.Unmarshal(m.Data, req); err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		asked = append(asked, req)
+		mu.Unlock()
+		done := &busv1.OpRecord{ChannelId: req.GetChannelId(), OpId: req.GetOpId(), CommandId: req.GetCommandId(),
+			State: busv1.OpState_OP_STATE_DONE, Outcome: &busv1.Outcome{HttpStatus: 200}}
+		data, _ := proto.Marshal(done)
+		_ = m.Respond(data)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	got := make(chan *nats.Msg, 1)
-	answered := make(chan struct{})
-	go func() {
-		defer close(answered)
-		select {
-		case m := <-cmds:
-			got <- m
-			done := bus.DoneRecord(env, op.Route, "c0ffee", op.Fingerprint, 1, 3,
-				&busv1.Outcome{HttpStatus: 200, Result: &apiv1.EventOpResult{EventId: op.EventID, Accepted: true}})
-			putRecord(t, s, done)
-		case <-t.Context().Done():
-		}
-	}()
-	t.Cleanup(func() { <-answered })
 
-	out, err := s.Submit(t.Context(), op)
+	for _, recorded := range []bool{false, true} {
+		c := make(chan *busv1.Outcome, 1)
+		go func() {
+			out, err := s.Submit(t.Context(), update("op-1", "fp"))
+			if err != nil {
+				t.Error(err)
+			}
+			c <- out
+		}()
+		cmd := <-cmds
+		publishOutcome(t, nc, outcomeOf(cmd, "original", 503, "dispatch_partial_failure"), recorded)
+		out := <-c
+		mu.Lock()
+		n := len(asked)
+		mu.Unlock()
+		switch {
+		case !recorded && (out.GetHttpStatus() != 503 || n != 0):
+			t.Fatalf("a fresh 503 answered %v after %d redrives, want itself and none", out, n)
+		case recorded && (out.GetHttpStatus() != 200 || n != 1 || asked[0].GetCommandId() != "original"):
+			t.Fatalf("a recorded 503 answered %v after redrives %v, want the redrive of command original", out, asked)
+		}
+	}
+}
+
+// commands decodes the commands published to ch1/ev1, standing in for lifecycle.
+func commands(t *testing.T, nc *nats.Conn) <-chan *busv1.EventCommand {
+	t.Helper()
+	c := make(chan *busv1.EventCommand, 16)
+	sub, err := nc.Subscribe(bus.CommandSubject("ch1", "ev1"), func(m *nats.Msg) {
+		cmd := &busv1.EventCommand{}
+		if err := proto.Unmarshal(m.Data, cmd); err != nil {
+			t.Error(err)
+			return
+		}
+		c <- cmd
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.GetHttpStatus() != 200 || !out.GetResult().GetAccepted() {
-		t.Fatalf("outcome %v, want the retried op's 200", out)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return c
+}
+
+func outcomeOf(cmd *busv1.EventCommand, commandID string, status uint32, code string) *busv1.OpRecord {
+	return bus.DoneRecord(cmd.GetEnvelope(), cmd.GetRoute(), commandID, cmd.GetFingerprint(), 1, 2,
+		&busv1.Outcome{HttpStatus: status, ErrorCode: code})
+}
+
+func publishOutcome(t *testing.T, nc *nats.Conn, rec *busv1.OpRecord, recorded bool) {
+	t.Helper()
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
 	}
-	<-answered // the new outcome came, so the command was published and answered
-	var m *nats.Msg
-	select {
-	case m = <-got:
-	default:
-		t.Fatal("no command was published")
+	m := nats.NewMsg(bus.OutcomeSubject(rec.GetChannelId(), rec.GetOpId()))
+	m.Data = data
+	if recorded {
+		m.Header.Set(bus.HeaderRecorded, "1")
 	}
-	if m.Header.Get(nats.MsgIdHdr) != "c0ffee.2" || m.Header.Get(bus.HeaderRedrive) == "" {
-		t.Fatalf("republished command headers %v, want message id c0ffee.2 and the redrive header", m.Header)
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -123,16 +201,4 @@ func newSubmitter(t *testing.T, dispatchWait time.Duration) (*Submitter, *nats.C
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s, nc, js
-}
-
-func putRecord(t *testing.T, s *Submitter, rec *busv1.OpRecord) {
-	t.Helper()
-	data, err := proto.Marshal(rec)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	if _, err := s.kv.Put(t.Context(), bus.OpKey(rec.GetChannelId(), rec.GetOpId()), data); err != nil {
-		t.Error(err)
-	}
 }

@@ -1,7 +1,10 @@
 // Package commands turns commands from PUSHGO_COMMANDS into domain events: load the event's
-// head, decide with the pure fold, append with optimistic concurrency, and record rejections
-// as op outcomes. Every step is idempotent, so a command delivered twice (a redelivery after a
-// crash, or a republish by a repeated request) is applied at most once.
+// head, tell a repeat from a new op with the head's op filter, decide with the pure fold,
+// append with optimistic concurrency, and answer what the log cannot: rejections, repeats and
+// conflicts are published as op outcomes on core NATS (bus.OutcomeSubject) for the waiting
+// ingest request, and nothing is stored for them (docs/scale.md). Every step is idempotent, so
+// a command delivered twice (a redelivery after a crash, or a repeated request) is applied at
+// most once.
 package commands
 
 import (
@@ -13,10 +16,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
+	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/lifecycle/internal/event"
@@ -60,21 +65,23 @@ var errTooManyConflicts = errors.New("too many concurrent appends to one event")
 
 // Handler handles command messages. It is safe for concurrent use by the consume workers.
 type Handler struct {
-	store   *natsstore.Store
-	ops     jetstream.KeyValue
-	horizon uint64
-	opts    Options
-	log     *slog.Logger
-	now     func() int64
+	store *natsstore.Store
+	nc    *nats.Conn
+	// ops holds the records that the log cannot replace: 503 receipts (and, in a store from
+	// before the journal, every outcome of the idempotency window).
+	ops    jetstream.KeyValue
+	window time.Duration
+	opts   Options
+	log    *slog.Logger
+	now    func() int64
 }
 
-// New returns a handler appending to store and recording rejections in ops. Commands below
-// stream sequence horizon may have been folded by an earlier consumer (see lifecycle's
-// consumer setup), so each of them is checked against its event's history first.
-func New(store *natsstore.Store, ops jetstream.KeyValue, horizon uint64, opts Options, log *slog.Logger) *Handler {
+// New returns a handler appending to store. Repeats of applied ops are answered from ops (503
+// records) and the outcome journal read through nc; window is the idempotency window.
+func New(store *natsstore.Store, nc *nats.Conn, ops jetstream.KeyValue, window time.Duration, opts Options, log *slog.Logger) *Handler {
 	opts.GiveUpAfter = cmp.Or(max(opts.GiveUpAfter, 0), DefaultGiveUpAfter)
 	opts.RetryDelay = cmp.Or(max(opts.RetryDelay, 0), DefaultRetryDelay)
-	return &Handler{store: store, ops: ops, horizon: horizon, opts: opts, log: log, now: func() int64 { return time.Now().UnixMilli() }}
+	return &Handler{store: store, nc: nc, ops: ops, window: window, opts: opts, log: log, now: func() int64 { return time.Now().UnixMilli() }}
 }
 
 // Handle processes one message and acks it, or naks it with a growing delay when a failure
@@ -90,15 +97,11 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	md, err := m.Metadata()
-	delivered, seq := uint64(1), uint64(0)
+	delivered := uint64(1)
 	if err == nil {
-		delivered, seq = md.NumDelivered, md.Sequence.Stream
+		delivered = md.NumDelivered
 	}
-	// A redelivered or republished command may have been applied already by an instance that
-	// died before acking, and other ops of the event may have followed it since; so may one
-	// that was in the stream before the consumer was created.
-	suspect := delivered > 1 || m.Headers().Get(bus.HeaderRedrive) != "" || seq < h.horizon
-	if err := h.process(ctx, cmd, suspect); err != nil {
+	if err := h.process(ctx, cmd); err != nil {
 		if permanent(err) && delivered >= uint64(h.opts.GiveUpAfter) {
 			h.giveUp(ctx, m, cmd, delivered, err)
 			return
@@ -113,15 +116,9 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 	}
 }
 
-func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand, suspect bool) error {
+func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand) error {
 	env := cmd.GetEnvelope()
 	ch, ev := env.GetChannelId(), env.GetEventId()
-	if suspect {
-		done, err := h.alreadyHandled(ctx, cmd)
-		if err != nil || done {
-			return err
-		}
-	}
 	c := event.Command{Route: event.Route(cmd.GetRoute()), ChannelID: ch, EventID: ev, Fields: natsstore.FieldsFromProto(cmd.GetFields())}
 	for range maxConflicts {
 		head, err := h.store.Head(ctx, ch, ev)
@@ -131,15 +128,24 @@ func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand, suspect 
 		if err != nil {
 			return err
 		}
-		var headRec *busv1.EventRecorded
-		if head != nil {
-			headRec = head.Rec
-		}
-		if headRec != nil && headRec.GetCommandId() == cmd.GetCommandId() {
-			return nil // our own earlier append (e.g. a retried publish that had landed)
+		// The op may be in the log already: applied by an earlier request with this op_id
+		// within the idempotency window (beyond it the op_id is free again, and a create's
+		// replay meets its event: event_exists), or by this very command on a delivery whose
+		// ack was lost.
+		prior, err := h.store.FindOp(ctx, head, env.GetOpId())
+		if err != nil {
+			return err
 		}
 		now := h.now()
-		d, err := event.Decide(natsstore.StateFromProto(headRec.GetState()), c, now)
+		if prior != nil && (prior.Rec.GetCommandId() == cmd.GetCommandId() ||
+			now-prior.Rec.GetEnvelope().GetRecordedAt() <= h.window.Milliseconds()) {
+			return h.repeat(ctx, cmd, prior)
+		}
+		var state *apiv1.Event
+		if head != nil {
+			state = head.Rec.GetState()
+		}
+		d, err := event.Decide(natsstore.StateFromProto(state), c, now)
 		if rerr, ok := errors.AsType[*event.RuleError](err); ok {
 			return h.reject(ctx, cmd, rerr, now)
 		}
@@ -148,6 +154,9 @@ func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand, suspect 
 		}
 		rec, err := recorded(cmd, d, now)
 		if err != nil {
+			return err
+		}
+		if rec.OpFilter, err = h.store.NextFilter(ctx, head, now, h.window); err != nil {
 			return err
 		}
 		_, err = h.store.Append(ctx, rec, head)
@@ -159,6 +168,39 @@ func (h *Handler) process(ctx context.Context, cmd *busv1.EventCommand, suspect 
 	return errTooManyConflicts
 }
 
+// repeat answers a command whose op_id the event's log already holds in prior. Another route
+// or body is a conflict. The same request is answered with the op's recorded outcome: its 503
+// record, or the journal's entry for it; when neither has it yet, dispatch is still at the op,
+// and its outcome reaches the waiting request when it finishes. The command that wrote prior
+// itself (redelivered after its ack was lost) needs no answer: dispatch gives it.
+func (h *Handler) repeat(ctx context.Context, cmd *busv1.EventCommand, prior *logsign.Entry) error {
+	env, p := cmd.GetEnvelope(), prior.Rec
+	if p.GetRoute() != cmd.GetRoute() || p.GetFingerprint() != cmd.GetFingerprint() {
+		return h.publish(bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), h.now(),
+			&busv1.Outcome{HttpStatus: http.StatusConflict, ErrorCode: "op_id_conflict",
+				Error: fmt.Sprintf("op_id %q was already used for a different request in this channel", env.GetOpId())}), false)
+	}
+	if p.GetCommandId() == cmd.GetCommandId() {
+		return nil
+	}
+	rec, err := bus.ReadOpRecord(ctx, h.ops, env.GetChannelId(), env.GetOpId(), brokerBudget)
+	if errors.Is(err, bus.ErrCorruptRecord) {
+		h.log.Warn("op record undecodable; looking in the journal", "op", env.GetId(), "err", err)
+		rec, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	if rec.GetState() != busv1.OpState_OP_STATE_DONE || bus.GaveUp(rec) {
+		rec, err = bus.LookupOutcome(ctx, h.nc, env.GetChannelId(), env.GetOpId(), p.GetCommandId(),
+			time.UnixMilli(p.GetEnvelope().GetRecordedAt()))
+		if err != nil || rec == nil {
+			return err
+		}
+	}
+	return h.publish(rec, true)
+}
+
 // permanent reports an error that retrying the command will not cure.
 func permanent(err error) bool {
 	return !bus.Transient(err) && !errors.Is(err, errTooManyConflicts) && !errors.Is(err, context.Canceled)
@@ -167,42 +209,20 @@ func permanent(err error) bool {
 // giveUp answers a command that failed the same non-transient way on every delivery: its op
 // gets the outcome 500 internal_error, and the message is terminated, so that it neither loops
 // forever nor holds back the trim of folded commands (which stops at the first unacknowledged
-// one). The detail goes to the log only. A repeat of the op retries the command.
+// one). The detail goes to the log only. Nothing is stored: a repeat of the op is a new try.
 func (h *Handler) giveUp(ctx context.Context, m jetstream.Msg, cmd *busv1.EventCommand, delivered uint64, cause error) {
 	env := cmd.GetEnvelope()
 	h.log.Error("command failed on every delivery; its op is answered internal_error", "op", env.GetId(),
 		"delivered", delivered, "err", cause)
-	// An outcome already recorded for this command stands (the op was finished elsewhere),
-	// unless it is an earlier give-up: the retrying request waits for a new record.
-	prior, err := bus.ReadOpRecord(ctx, h.ops, env.GetChannelId(), env.GetOpId(), brokerBudget)
-	if err == nil && prior.GetCommandId() == cmd.GetCommandId() && prior.GetState() == busv1.OpState_OP_STATE_DONE && !bus.GaveUp(prior) {
-		_ = m.TermWithReason("already has an outcome")
-		return
-	}
 	rec := bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), h.now(),
 		&busv1.Outcome{HttpStatus: http.StatusInternalServerError, ErrorCode: bus.CodeGaveUp,
 			Error: "the op could not be applied; repeat it with the same op_id to try again"})
-	if err := h.put(ctx, rec); err != nil {
+	if err := h.publish(rec, false); err != nil {
 		h.log.Warn("command will be retried", "op", env.GetId(), "delivered", delivered, "in", maxBackoff, "err", err)
 		_ = m.NakWithDelay(maxBackoff)
 		return
 	}
-	_ = m.TermWithReason("gave up: internal_error recorded")
-}
-
-// alreadyHandled reports whether this command has an outcome or an entry in the event's
-// history. An outcome it was given up on (internal_error) does not count: its repeat is here to
-// retry it.
-func (h *Handler) alreadyHandled(ctx context.Context, cmd *busv1.EventCommand) (bool, error) {
-	env := cmd.GetEnvelope()
-	rec, err := bus.ReadOpRecord(ctx, h.ops, env.GetChannelId(), env.GetOpId(), brokerBudget)
-	if err != nil {
-		return false, err
-	}
-	if rec.GetCommandId() == cmd.GetCommandId() && rec.GetState() == busv1.OpState_OP_STATE_DONE && !bus.GaveUp(rec) {
-		return true, nil
-	}
-	return h.store.Contains(ctx, env.GetChannelId(), env.GetEventId(), cmd.GetCommandId())
+	_ = m.TermWithReason("gave up: internal_error answered")
 }
 
 // integrity answers an op on an event whose log head failed its checks (logsign): the entry
@@ -216,29 +236,34 @@ func (h *Handler) integrity(ctx context.Context, cmd *busv1.EventCommand, cause 
 	rec := bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), h.now(),
 		&busv1.Outcome{HttpStatus: http.StatusInternalServerError, ErrorCode: bus.CodeIntegrity,
 			Error: "the event's log failed its integrity check; the operator has been alerted"})
-	return h.put(ctx, rec)
+	return h.publish(rec, false)
 }
 
-// reject records a rule violation as the op's outcome. Rejected ops leave no trace in the
-// event's history.
+// reject answers a rule violation. Rejected ops leave no trace: a repeat is judged again, and
+// the facts it was judged on do not change (docs/scale.md).
 func (h *Handler) reject(ctx context.Context, cmd *busv1.EventCommand, rerr *event.RuleError, now int64) error {
 	env := cmd.GetEnvelope()
 	rec := bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), now,
 		&busv1.Outcome{HttpStatus: uint32(rerr.Status), ErrorCode: rerr.Code, Error: rerr.Msg})
-	return h.put(ctx, rec)
+	return h.publish(rec, false)
 }
 
-// put writes an op's outcome record.
-func (h *Handler) put(ctx context.Context, rec *busv1.OpRecord) error {
+// publish sends an op's outcome to the ingest instances (bus.OutcomeSubject). recorded marks
+// an outcome read back for a repeat rather than decided now: ingest redrives a recorded 503.
+func (h *Handler) publish(rec *busv1.OpRecord, recorded bool) error {
+	rec = proto.CloneOf(rec)
+	rec.Receipts = nil // ingest answers from the outcome; receipts stay with the record
 	data, err := proto.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
-		_, err := h.ops.Put(ctx, bus.OpKey(rec.GetChannelId(), rec.GetOpId()), data)
-		return err
-	}); err != nil {
-		return fmt.Errorf("record outcome of %s.%s: %w", rec.GetChannelId(), rec.GetOpId(), err)
+	msg := nats.NewMsg(bus.OutcomeSubject(rec.GetChannelId(), rec.GetOpId()))
+	msg.Data = data
+	if recorded {
+		msg.Header.Set(bus.HeaderRecorded, "1")
+	}
+	if err := h.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("publish outcome of %s.%s: %w", rec.GetChannelId(), rec.GetOpId(), err)
 	}
 	return nil
 }

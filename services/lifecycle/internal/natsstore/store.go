@@ -176,34 +176,3 @@ func (c *headCache) forget(subject string) {
 	delete(c.m, subject)
 	c.mu.Unlock()
 }
-
-// Contains reports whether the event's history holds an entry of the given command. It reads
-// the whole history from the stream leader (a replica a moment behind could miss the entry and
-// let the command be applied twice), one message per round trip, so it is only used when a
-// command may have been applied before (a redelivery or a republished command).
-func (s *Store) Contains(ctx context.Context, channelID, eventID, commandID string) (bool, error) {
-	errFound := errors.New("found")
-	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
-		return s.contains(ctx, channelID, eventID, commandID, errFound)
-	})
-	if errors.Is(err, errFound) {
-		return true, nil
-	}
-	return false, err
-}
-
-func (s *Store) contains(ctx context.Context, channelID, eventID, commandID string, errFound error) error {
-	return bus.LeaderRange(ctx, s.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID), 1, 0, func(m *bus.Msg) error {
-		e, err := s.verifier.Open(m.Subject, m.Seq, m.Data)
-		if errors.Is(err, logsign.ErrIntegrity) {
-			return nil // not lifecycle's entry: it proves nothing was applied
-		}
-		if err != nil {
-			return err
-		}
-		if e.Rec.GetCommandId() == commandID {
-			return errFound
-		}
-		return nil
-	})
-}

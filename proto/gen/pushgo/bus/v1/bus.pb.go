@@ -345,6 +345,10 @@ type EventRecorded struct {
 	// without this field (package proto/logsign). Written last; empty on entries written before
 	// the log was signed.
 	Authenticator []byte `protobuf:"bytes,11,opt,name=authenticator,proto3" json:"authenticator,omitempty"`
+	// The op_ids of the event's earlier entries within the idempotency window (package
+	// proto/opfilter): how lifecycle tells a repeat from a new op without a record per op.
+	// Empty on entries written before it existed.
+	OpFilter      []byte `protobuf:"bytes,13,opt,name=op_filter,json=opFilter,proto3" json:"op_filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -459,6 +463,13 @@ func (x *EventRecorded) GetPrevSeq() uint64 {
 func (x *EventRecorded) GetAuthenticator() []byte {
 	if x != nil {
 		return x.Authenticator
+	}
+	return nil
+}
+
+func (x *EventRecorded) GetOpFilter() []byte {
+	if x != nil {
+		return x.OpFilter
 	}
 	return nil
 }
@@ -688,6 +699,52 @@ func (x *OpRecord) GetFailedOmitted() uint32 {
 	return 0
 }
 
+// OutcomeBatch is one message of the outcome journal (PUSHGO_OUTCOMES): the outcomes of the
+// delivered ops that one dispatch instance finished at about the same time.
+type OutcomeBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*OpRecord            `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutcomeBatch) Reset() {
+	*x = OutcomeBatch{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutcomeBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutcomeBatch) ProtoMessage() {}
+
+func (x *OutcomeBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutcomeBatch.ProtoReflect.Descriptor instead.
+func (*OutcomeBatch) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *OutcomeBatch) GetRecords() []*OpRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 // Receipt records the delivery of one op to one target.
 type Receipt struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -707,7 +764,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[5]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +776,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[5]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +789,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{5}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Receipt) GetDeviceKey() string {
@@ -812,7 +869,7 @@ type DeviceRecord struct {
 
 func (x *DeviceRecord) Reset() {
 	*x = DeviceRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[6]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +881,7 @@ func (x *DeviceRecord) String() string {
 func (*DeviceRecord) ProtoMessage() {}
 
 func (x *DeviceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[6]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +894,7 @@ func (x *DeviceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceRecord.ProtoReflect.Descriptor instead.
 func (*DeviceRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{6}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeviceRecord) GetDeviceKey() string {
@@ -915,7 +972,7 @@ type SubscriptionRecord struct {
 
 func (x *SubscriptionRecord) Reset() {
 	*x = SubscriptionRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[7]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +984,7 @@ func (x *SubscriptionRecord) String() string {
 func (*SubscriptionRecord) ProtoMessage() {}
 
 func (x *SubscriptionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[7]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +997,7 @@ func (x *SubscriptionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionRecord.ProtoReflect.Descriptor instead.
 func (*SubscriptionRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{7}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubscriptionRecord) GetChannelId() string {
@@ -981,7 +1038,7 @@ type InboxMessage struct {
 
 func (x *InboxMessage) Reset() {
 	*x = InboxMessage{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1050,7 @@ func (x *InboxMessage) String() string {
 func (*InboxMessage) ProtoMessage() {}
 
 func (x *InboxMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1063,7 @@ func (x *InboxMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxMessage.ProtoReflect.Descriptor instead.
 func (*InboxMessage) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{8}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InboxMessage) GetDeliveryId() string {
@@ -1057,7 +1114,7 @@ type RedriveRequest struct {
 
 func (x *RedriveRequest) Reset() {
 	*x = RedriveRequest{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1126,7 @@ func (x *RedriveRequest) String() string {
 func (*RedriveRequest) ProtoMessage() {}
 
 func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1139,7 @@ func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
 func (*RedriveRequest) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{9}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RedriveRequest) GetChannelId() string {
@@ -1122,7 +1179,7 @@ type ChannelRecord struct {
 
 func (x *ChannelRecord) Reset() {
 	*x = ChannelRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1191,7 @@ func (x *ChannelRecord) String() string {
 func (*ChannelRecord) ProtoMessage() {}
 
 func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1204,7 @@ func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRecord.ProtoReflect.Descriptor instead.
 func (*ChannelRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{10}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ChannelRecord) GetChannelId() string {
@@ -1203,7 +1260,7 @@ type TenantRecord struct {
 
 func (x *TenantRecord) Reset() {
 	*x = TenantRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1272,7 @@ func (x *TenantRecord) String() string {
 func (*TenantRecord) ProtoMessage() {}
 
 func (x *TenantRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1285,7 @@ func (x *TenantRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantRecord.ProtoReflect.Descriptor instead.
 func (*TenantRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{11}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TenantRecord) GetTenantId() string {
@@ -1286,7 +1343,7 @@ type TenantCounts struct {
 
 func (x *TenantCounts) Reset() {
 	*x = TenantCounts{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1355,7 @@ func (x *TenantCounts) String() string {
 func (*TenantCounts) ProtoMessage() {}
 
 func (x *TenantCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1368,7 @@ func (x *TenantCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantCounts.ProtoReflect.Descriptor instead.
 func (*TenantCounts) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{12}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TenantCounts) GetChannels() uint64 {
@@ -1348,7 +1405,7 @@ type TenantUsageRecord struct {
 
 func (x *TenantUsageRecord) Reset() {
 	*x = TenantUsageRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1417,7 @@ func (x *TenantUsageRecord) String() string {
 func (*TenantUsageRecord) ProtoMessage() {}
 
 func (x *TenantUsageRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1430,7 @@ func (x *TenantUsageRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantUsageRecord.ProtoReflect.Descriptor instead.
 func (*TenantUsageRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{13}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TenantUsageRecord) GetTenantId() string {
@@ -1434,7 +1491,7 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"command_id\x18\x03 \x01(\tR\tcommandId\x12 \n" +
 	"\vfingerprint\x18\x04 \x01(\tR\vfingerprint\x122\n" +
 	"\x06fields\x18\x05 \x01(\v2\x1a.pushgo.api.v1.EventFieldsR\x06fields\x12\"\n" +
-	"\rop_created_at\x18\x06 \x01(\x03R\vopCreatedAt\"\xb1\x03\n" +
+	"\rop_created_at\x18\x06 \x01(\x03R\vopCreatedAt\"\xce\x03\n" +
 	"\rEventRecorded\x123\n" +
 	"\benvelope\x18\x01 \x01(\v2\x17.pushgo.bus.v1.EnvelopeR\benvelope\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12\x1d\n" +
@@ -1449,7 +1506,8 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\tprev_hash\x18\n" +
 	" \x01(\fR\bprevHash\x12\x19\n" +
 	"\bprev_seq\x18\f \x01(\x04R\aprevSeq\x12$\n" +
-	"\rauthenticator\x18\v \x01(\fR\rauthenticator\"\x95\x01\n" +
+	"\rauthenticator\x18\v \x01(\fR\rauthenticator\x12\x1b\n" +
+	"\top_filter\x18\r \x01(\fR\bopFilter\"\x95\x01\n" +
 	"\aOutcome\x12\x1f\n" +
 	"\vhttp_status\x18\x01 \x01(\rR\n" +
 	"httpStatus\x12\x1d\n" +
@@ -1476,7 +1534,9 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\breceipts\x18\v \x03(\v2\x16.pushgo.bus.v1.ReceiptR\breceipts\x12\x1b\n" +
 	"\tevent_seq\x18\f \x01(\x04R\beventSeq\x12+\n" +
 	"\x11delivered_omitted\x18\r \x01(\rR\x10deliveredOmitted\x12%\n" +
-	"\x0efailed_omitted\x18\x0e \x01(\rR\rfailedOmitted\"\xd9\x01\n" +
+	"\x0efailed_omitted\x18\x0e \x01(\rR\rfailedOmitted\"A\n" +
+	"\fOutcomeBatch\x121\n" +
+	"\arecords\x18\x01 \x03(\v2\x17.pushgo.bus.v1.OpRecordR\arecords\"\xd9\x01\n" +
 	"\aReceipt\x12\x1d\n" +
 	"\n" +
 	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x14\n" +
@@ -1577,7 +1637,7 @@ func file_pushgo_bus_v1_bus_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgo_bus_v1_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_pushgo_bus_v1_bus_proto_goTypes = []any{
 	(OpState)(0),               // 0: pushgo.bus.v1.OpState
 	(ReceiptStatus)(0),         // 1: pushgo.bus.v1.ReceiptStatus
@@ -1586,39 +1646,41 @@ var file_pushgo_bus_v1_bus_proto_goTypes = []any{
 	(*EventRecorded)(nil),      // 4: pushgo.bus.v1.EventRecorded
 	(*Outcome)(nil),            // 5: pushgo.bus.v1.Outcome
 	(*OpRecord)(nil),           // 6: pushgo.bus.v1.OpRecord
-	(*Receipt)(nil),            // 7: pushgo.bus.v1.Receipt
-	(*DeviceRecord)(nil),       // 8: pushgo.bus.v1.DeviceRecord
-	(*SubscriptionRecord)(nil), // 9: pushgo.bus.v1.SubscriptionRecord
-	(*InboxMessage)(nil),       // 10: pushgo.bus.v1.InboxMessage
-	(*RedriveRequest)(nil),     // 11: pushgo.bus.v1.RedriveRequest
-	(*ChannelRecord)(nil),      // 12: pushgo.bus.v1.ChannelRecord
-	(*TenantRecord)(nil),       // 13: pushgo.bus.v1.TenantRecord
-	(*TenantCounts)(nil),       // 14: pushgo.bus.v1.TenantCounts
-	(*TenantUsageRecord)(nil),  // 15: pushgo.bus.v1.TenantUsageRecord
-	nil,                        // 16: pushgo.bus.v1.InboxMessage.DataEntry
-	(*v1.EventFields)(nil),     // 17: pushgo.api.v1.EventFields
-	(*v1.Event)(nil),           // 18: pushgo.api.v1.Event
-	(*v1.EventOpResult)(nil),   // 19: pushgo.api.v1.EventOpResult
-	(*v1.TenantLimits)(nil),    // 20: pushgo.api.v1.TenantLimits
+	(*OutcomeBatch)(nil),       // 7: pushgo.bus.v1.OutcomeBatch
+	(*Receipt)(nil),            // 8: pushgo.bus.v1.Receipt
+	(*DeviceRecord)(nil),       // 9: pushgo.bus.v1.DeviceRecord
+	(*SubscriptionRecord)(nil), // 10: pushgo.bus.v1.SubscriptionRecord
+	(*InboxMessage)(nil),       // 11: pushgo.bus.v1.InboxMessage
+	(*RedriveRequest)(nil),     // 12: pushgo.bus.v1.RedriveRequest
+	(*ChannelRecord)(nil),      // 13: pushgo.bus.v1.ChannelRecord
+	(*TenantRecord)(nil),       // 14: pushgo.bus.v1.TenantRecord
+	(*TenantCounts)(nil),       // 15: pushgo.bus.v1.TenantCounts
+	(*TenantUsageRecord)(nil),  // 16: pushgo.bus.v1.TenantUsageRecord
+	nil,                        // 17: pushgo.bus.v1.InboxMessage.DataEntry
+	(*v1.EventFields)(nil),     // 18: pushgo.api.v1.EventFields
+	(*v1.Event)(nil),           // 19: pushgo.api.v1.Event
+	(*v1.EventOpResult)(nil),   // 20: pushgo.api.v1.EventOpResult
+	(*v1.TenantLimits)(nil),    // 21: pushgo.api.v1.TenantLimits
 }
 var file_pushgo_bus_v1_bus_proto_depIdxs = []int32{
 	2,  // 0: pushgo.bus.v1.EventCommand.envelope:type_name -> pushgo.bus.v1.Envelope
-	17, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
+	18, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
 	2,  // 2: pushgo.bus.v1.EventRecorded.envelope:type_name -> pushgo.bus.v1.Envelope
-	17, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
-	18, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
-	19, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
+	18, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
+	19, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
+	20, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
 	0,  // 6: pushgo.bus.v1.OpRecord.state:type_name -> pushgo.bus.v1.OpState
 	5,  // 7: pushgo.bus.v1.OpRecord.outcome:type_name -> pushgo.bus.v1.Outcome
-	7,  // 8: pushgo.bus.v1.OpRecord.receipts:type_name -> pushgo.bus.v1.Receipt
-	1,  // 9: pushgo.bus.v1.Receipt.status:type_name -> pushgo.bus.v1.ReceiptStatus
-	16, // 10: pushgo.bus.v1.InboxMessage.data:type_name -> pushgo.bus.v1.InboxMessage.DataEntry
-	20, // 11: pushgo.bus.v1.TenantRecord.limits:type_name -> pushgo.api.v1.TenantLimits
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	8,  // 8: pushgo.bus.v1.OpRecord.receipts:type_name -> pushgo.bus.v1.Receipt
+	6,  // 9: pushgo.bus.v1.OutcomeBatch.records:type_name -> pushgo.bus.v1.OpRecord
+	1,  // 10: pushgo.bus.v1.Receipt.status:type_name -> pushgo.bus.v1.ReceiptStatus
+	17, // 11: pushgo.bus.v1.InboxMessage.data:type_name -> pushgo.bus.v1.InboxMessage.DataEntry
+	21, // 12: pushgo.bus.v1.TenantRecord.limits:type_name -> pushgo.api.v1.TenantLimits
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_pushgo_bus_v1_bus_proto_init() }
@@ -1632,7 +1694,7 @@ func file_pushgo_bus_v1_bus_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgo_bus_v1_bus_proto_rawDesc), len(file_pushgo_bus_v1_bus_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
