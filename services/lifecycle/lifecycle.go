@@ -100,7 +100,7 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := bus.ProvisionRole(ctx, js, cfg.Bus, bus.RoleLifecycle, log); err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
-	cons, _, err := commandsConsumer(ctx, js, jetstream.ConsumerConfig{
+	cons, err := commandsConsumer(ctx, js, jetstream.ConsumerConfig{
 		Durable:       bus.ConsumerLifecycle,
 		Description:   "lifecycle: folds commands into the event store",
 		AckPolicy:     jetstream.AckExplicitPolicy,

@@ -2,10 +2,8 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,34 +22,11 @@ import (
 // TrimEvery is how often acknowledged commands are removed.
 const TrimEvery = 2 * time.Second
 
-// metaHorizon is the consumer metadata key holding the stream sequence at which the consumer
-// was created: a command below it may have been folded by an earlier consumer of that name and
-// not yet trimmed, so its first delivery is checked against the event's history.
-const metaHorizon = "pushgo_replay_horizon"
-
-// commandsConsumer creates or updates the durable lifecycle consumer and returns it with its
-// replay horizon.
-func commandsConsumer(ctx context.Context, js jetstream.JetStream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, uint64, error) {
-	var horizon uint64
-	old, err := js.Consumer(ctx, bus.StreamCommands, cfg.Durable)
-	switch {
-	case err == nil:
-		horizon, _ = strconv.ParseUint(old.CachedInfo().Config.Metadata[metaHorizon], 10, 64)
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		s, err := js.Stream(ctx, bus.StreamCommands)
-		if err != nil {
-			return nil, 0, err
-		}
-		horizon = s.CachedInfo().State.LastSeq + 1
-	default:
-		return nil, 0, err
-	}
-	cfg.Metadata = map[string]string{metaHorizon: strconv.FormatUint(horizon, 10)}
-	cons, err := js.CreateOrUpdateConsumer(ctx, bus.StreamCommands, cfg)
-	if err != nil {
-		return nil, 0, err
-	}
-	return cons, horizon, nil
+// commandsConsumer creates or updates the durable lifecycle consumer. A consumer made anew
+// (an operator deleted it) is handed commands folded but not yet trimmed again; every command
+// is checked against its event's op filter first, so none is folded twice.
+func commandsConsumer(ctx context.Context, js jetstream.JetStream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	return js.CreateOrUpdateConsumer(ctx, bus.StreamCommands, cfg)
 }
 
 // trimCommands removes acknowledged commands every interval until ctx is done. Failures are
