@@ -67,9 +67,9 @@ func runBaseline(ctx context.Context, o options) (*result, error) {
 	defer func() { _ = srv.Close() }()
 
 	c := newClient("http://"+ln.Addr().String(), o.concurrency)
-	drive(ctx, c, o.concurrency, []string{"C"}, time.Now().Add(2*time.Second), 0)
+	drive(ctx, c, o.concurrency, []string{"C"}, time.Now().Add(2*time.Second), 0, 0)
 	t0 := time.Now()
-	_, lat, sent, errs := drive(ctx, c, o.concurrency, []string{"C"}, t0.Add(o.baseline), 0)
+	_, lat, sent, errs := drive(ctx, c, o.concurrency, []string{"C"}, t0.Add(o.baseline), 0, 0)
 	r := &result{}
 	summarise(r, lat, sent, errs, time.Since(t0))
 	return r, nil

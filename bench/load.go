@@ -118,9 +118,12 @@ func (c *client) mustOK(ctx context.Context, path string, body any) (map[string]
 var message = strings.Repeat("deploy step finished; ", 14)[:300]
 
 // drive runs event lifecycles (create, three updates, close) from n clients, each on
-// channel channels[i % len], until deadline or until ops ops were sent. It returns the
-// per-channel count of acknowledged, applied ops, and the latencies.
-func drive(ctx context.Context, c *client, n int, channels []string, deadline time.Time, ops int) (acked map[string]int, lat []time.Duration, sent, errs int) {
+// channel channels[i % len], until deadline or until ops ops were sent. With live > 0 it
+// instead creates live events in all (spread over the clients) and then only updates them,
+// round robin: a store whose number of events stays fixed however many ops it takes (the
+// soak's growth figure, issue 12). It returns the per-channel count of acknowledged, applied
+// ops, and the latencies.
+func drive(ctx context.Context, c *client, n int, channels []string, deadline time.Time, ops, live int) (acked map[string]int, lat []time.Duration, sent, errs int) {
 	var mu sync.Mutex
 	acked = map[string]int{}
 	var budget atomic.Int64
@@ -152,8 +155,24 @@ func drive(ctx context.Context, c *client, n int, channels []string, deadline ti
 			}
 			// Bodies are written by hand rather than through encoding/json, for the same reason.
 			head := `{"channel_id":"` + ch + `","password":"bench-password","severity":"normal","message":"` + message + `",`
-			for e := 0; ctx.Err() == nil; e++ {
-				if ops > 0 && budget.Add(-5) < 0 || ops == 0 && time.Now().After(deadline) {
+			done := func(cost int64) bool {
+				return ops > 0 && budget.Add(-cost) < 0 || ops == 0 && time.Now().After(deadline)
+			}
+			if live > 0 {
+				var evs []string
+				for e := 0; e < (live+n-1-w)/n && ctx.Err() == nil && !done(1); e++ {
+					buf = fmt.Appendf(buf[:0], `%s"title":"deploy api","status":"running","event_time":%d,"attrs":{"service":"api","progress":0}}`, head, int64(1713750000000))
+					if ev := do("/event/create", buf); ev != "" {
+						evs = append(evs, ev)
+					}
+				}
+				for u := 1; len(evs) > 0 && ctx.Err() == nil && !done(1); u++ {
+					buf = fmt.Appendf(buf[:0], `%s"event_id":"%s","status":"progress","event_time":%d,"attrs":{"progress":%d}}`, head, evs[u%len(evs)], int64(1713750000000)+int64(u), u)
+					do("/event/update", buf)
+				}
+			}
+			for e := 0; live == 0 && ctx.Err() == nil; e++ {
+				if done(5) {
 					break
 				}
 				t := int64(1713750000000) + int64(e)*10_000
@@ -267,7 +286,7 @@ func runLifecycle(ctx context.Context, o options, srv *server) (*result, error) 
 		return nil, err
 	}
 	// Warm up (credential cache, connections) before measuring.
-	warm, _, _, _ := drive(ctx, c, o.concurrency, chans, time.Now().Add(2*time.Second), 0)
+	warm, _, _, _ := drive(ctx, c, o.concurrency, chans, time.Now().Add(2*time.Second), 0, 0)
 
 	var profDone chan error
 	if srv.pprofURL != "" {
@@ -281,7 +300,7 @@ func runLifecycle(ctx context.Context, o options, srv *server) (*result, error) 
 		}()
 	}
 	cpu0, self0, t0 := srv.cpu(), selfCPU(), time.Now()
-	acked, lat, sent, errs := drive(ctx, c, o.concurrency, chans, t0.Add(o.duration), o.ops)
+	acked, lat, sent, errs := drive(ctx, c, o.concurrency, chans, t0.Add(o.duration), o.ops, o.liveEvents)
 	elapsed, cpu, self := time.Since(t0), srv.cpu()-cpu0, selfCPU()-self0
 	r := &result{}
 	summarise(r, lat, sent, errs, elapsed)
@@ -316,7 +335,7 @@ func runFanout(ctx context.Context, o options, srv *server) (*result, error) {
 		return nil, err
 	}
 	t0 := time.Now()
-	acked, lat, sent, errs := drive(ctx, c, o.fanoutClients, chans, t0.Add(o.fanoutDuration), 0)
+	acked, lat, sent, errs := drive(ctx, c, o.fanoutClients, chans, t0.Add(o.fanoutDuration), 0, 0)
 	elapsed := time.Since(t0)
 	r := &result{}
 	summarise(r, lat, sent, errs, elapsed)

@@ -22,6 +22,7 @@ type options struct {
 	pushgo         string
 	duration       time.Duration
 	ops            int
+	liveEvents     int
 	concurrency    int
 	fanoutDuration time.Duration
 	fanoutDevices  int
@@ -40,6 +41,7 @@ func main() {
 	flag.StringVar(&o.pushgo, "pushgo", "bin/pushgo", "the pushgo binary to measure")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the lifecycle scenario")
 	flag.IntVar(&o.ops, "ops", 0, "run the lifecycle scenario for this many ops instead of -duration (soak)")
+	flag.IntVar(&o.liveEvents, "live-events", 0, "create this many events, then only update them (a fixed number of events, however many ops; 0: lifecycles of new events)")
 	flag.IntVar(&o.concurrency, "c", 32, "concurrent clients of the lifecycle scenario")
 	flag.DurationVar(&o.fanoutDuration, "fanout-duration", 15*time.Second, "length of the fan-out scenario (0 skips it)")
 	flag.IntVar(&o.fanoutDevices, "fanout-devices", 1000, "devices subscribed to the fan-out channel")
