@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -218,7 +217,11 @@ func LookupOutcome(ctx context.Context, nc *nats.Conn, channelID, opID, commandI
 		err := Retry(ctx, journalRetryBudget, func(ctx context.Context) error {
 			var err error
 			if seq == 0 {
-				m, err = leaderGetFrom(ctx, nc, StreamOutcomes, OutcomesSubject, since.Add(-lookupClockSlack))
+				// The leader's STREAM.MSG.GET honours start_time with next_by_subj: one round
+				// trip to the start (the journal allows no direct gets). A journal not made
+				// yet is a 404 like an empty one: nothing journaled.
+				start := since.Add(-lookupClockSlack).UTC()
+				m, err = leaderGet(ctx, nc, StreamOutcomes, msgGetRequest{StartTime: &start, NextFor: OutcomesSubject})
 			} else {
 				m, err = LeaderNext(ctx, nc, StreamOutcomes, OutcomesSubject, seq)
 			}
@@ -244,53 +247,4 @@ func LookupOutcome(ctx context.Context, nc *nats.Conn, channelID, opID, commandI
 		seq = m.Seq + 1
 	}
 	return nil, nil
-}
-
-// leaderGetFrom reads, from the stream's leader, the first message on subject stored at or
-// after t. The leader's STREAM.MSG.GET honours start_time together with next_by_subj (nats-server
-// 2.15 jsMsgGetRequest: GetSeqFromTime, a binary search over the store's timestamps, then
-// LoadNextMsg), so the start costs one round trip; a binary search by sequence from here would
-// cost ~log2(messages) of them. The journal has no direct gets (AllowDirect is off), so this is
-// the one way. It decodes like leaderGet, with no headers (the journal's are not needed).
-func leaderGetFrom(ctx context.Context, nc *nats.Conn, stream, subject string, t time.Time) (*Msg, error) {
-	body, err := json.Marshal(struct {
-		StartTime time.Time `json:"start_time"`
-		NextFor   string    `json:"next_by_subj"`
-		NoHeaders bool      `json:"no_hdr"`
-	}{t.UTC(), subject, true})
-	if err != nil {
-		return nil, err
-	}
-	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
-	if err != nil {
-		return nil, fmt.Errorf("get %s from %s: %w", subject, t.Format(time.RFC3339), err)
-	}
-	var r struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-		Message *struct {
-			Subject string    `json:"subject"`
-			Seq     uint64    `json:"seq"`
-			Data    []byte    `json:"data"`
-			Time    time.Time `json:"time"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return nil, fmt.Errorf("get %s from %s: decode: %w", subject, t.Format(time.RFC3339), err)
-	}
-	if r.Error != nil {
-		// No message, or no journal yet (no dispatch instance has started): nothing journaled.
-		if r.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) || r.Error.ErrCode == int(jetstream.JSErrCodeStreamNotFound) {
-			return nil, ErrNotFound
-		}
-		return nil, fmt.Errorf("get %s from %s: %w", subject, t.Format(time.RFC3339), &jetstream.APIError{Code: r.Error.Code,
-			ErrorCode: jetstream.ErrorCode(r.Error.ErrCode), Description: r.Error.Description})
-	}
-	if r.Message == nil {
-		return nil, fmt.Errorf("get %s from %s: empty response", subject, t.Format(time.RFC3339))
-	}
-	return &Msg{Subject: r.Message.Subject, Seq: r.Message.Seq, Time: r.Message.Time, Data: r.Message.Data}, nil
 }

@@ -124,6 +124,9 @@ type msgGetRequest struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	LastFor string `json:"last_by_subj,omitempty"`
 	NextFor string `json:"next_by_subj,omitempty"`
+	// StartTime with NextFor: the first message on the subject stored at or after it (the
+	// server binary-searches its timestamps).
+	StartTime *time.Time `json:"start_time,omitempty"`
 }
 
 // leaderGet is one $JS.API.STREAM.MSG.GET request (answered by the stream leader).

@@ -212,18 +212,9 @@ func (h *Handler) finished(ctx context.Context, rec *busv1.EventRecorded) (*busv
 	return bus.LookupOutcome(ctx, h.js.Conn(), env.GetChannelId(), env.GetOpId(), rec.GetCommandId(), time.UnixMilli(env.GetRecordedAt()))
 }
 
-// notify publishes an op's outcome to the ingest instances, without its receipts.
+// notify announces an op's outcome to the waiting ingest request (bus.PublishOutcome).
 func (h *Handler) notify(op *busv1.OpRecord) error {
-	op = proto.CloneOf(op)
-	op.Receipts = nil
-	data, err := proto.Marshal(op)
-	if err != nil {
-		return err
-	}
-	if err := h.js.Conn().Publish(bus.OutcomeSubject(op.GetChannelId(), op.GetOpId()), data); err != nil {
-		return fmt.Errorf("publish outcome of %s.%s: %w", op.GetChannelId(), op.GetOpId(), err)
-	}
-	return nil
+	return bus.PublishOutcome(h.js.Conn(), op, false)
 }
 
 // open decodes a domain event and checks its authenticator and its place in the event's chain
@@ -457,16 +448,18 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq ui
 		out.Error = fmt.Sprintf("%d of %d targets did not receive the push; repeat the op_id to retry them", delivery.GetFailed(), delivery.GetTargets())
 	}
 	op := bus.DoneRecord(env, rec.GetRoute(), rec.GetCommandId(), rec.GetFingerprint(), rec.GetOpCreatedAt(), h.now().UnixMilli(), out)
-	op.Receipts, op.EventSeq = receipts, seq
+	op.EventSeq = seq
 	op.DeliveredOmitted, op.FailedOmitted = prior.delivered, prior.failed
 	if !keep && delivery.GetFailed() == 0 {
-		journaled := proto.CloneOf(op)
-		journaled.Receipts = nil
-		if err := h.journal.Write(ctx, journaled); err != nil {
+		// Journaled and announced without its receipts (nothing retries a delivered target).
+		if err := h.journal.Write(ctx, op); err != nil {
 			return nil, fmt.Errorf("journal outcome of %s: %w", env.GetId(), err)
 		}
-		return op, h.notify(op)
+		err := h.notify(op)
+		op.Receipts = receipts
+		return op, err
 	}
+	op.Receipts = receipts
 	data, err := h.encodeRecord(op)
 	if err != nil {
 		return nil, err

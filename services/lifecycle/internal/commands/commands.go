@@ -248,24 +248,9 @@ func (h *Handler) reject(ctx context.Context, cmd *busv1.EventCommand, rerr *eve
 	return h.publish(rec, false)
 }
 
-// publish sends an op's outcome to the ingest instances (bus.OutcomeSubject). recorded marks
-// an outcome read back for a repeat rather than decided now: ingest redrives a recorded 503.
+// publish announces an op's outcome to the waiting ingest request (bus.PublishOutcome).
 func (h *Handler) publish(rec *busv1.OpRecord, recorded bool) error {
-	rec = proto.CloneOf(rec)
-	rec.Receipts = nil // ingest answers from the outcome; receipts stay with the record
-	data, err := proto.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	msg := nats.NewMsg(bus.OutcomeSubject(rec.GetChannelId(), rec.GetOpId()))
-	msg.Data = data
-	if recorded {
-		msg.Header.Set(bus.HeaderRecorded, "1")
-	}
-	if err := h.nc.PublishMsg(msg); err != nil {
-		return fmt.Errorf("publish outcome of %s.%s: %w", rec.GetChannelId(), rec.GetOpId(), err)
-	}
-	return nil
+	return bus.PublishOutcome(h.nc, rec, recorded)
 }
 
 // recorded builds the domain event of an accepted command.
