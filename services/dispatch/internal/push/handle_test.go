@@ -3,6 +3,7 @@ package push
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -126,5 +127,81 @@ func TestGiveUpOnPermanentFailure(t *testing.T) {
 		if m.settled != tt.want {
 			t.Errorf("delivery %d: settled %q, want %q", tt.delivered, m.settled, tt.want)
 		}
+	}
+}
+
+// oneDevice is a channel with one private (inbox) subscriber.
+type oneDevice struct{}
+
+var device = &busv1.DeviceRecord{DeviceKey: fmt.Sprintf("%032x", 1), Platform: "android", ChannelType: RoutePrivate}
+
+func (oneDevice) Targets(string) []*busv1.DeviceRecord { return []*busv1.DeviceRecord{device} }
+func (oneDevice) Device(string) *busv1.DeviceRecord    { return device }
+
+// A domain event redelivered after the instance that journaled its outcome died before acking
+// is not delivered again: the journaled outcome is announced once more for a request still
+// waiting, and the message acked. A first delivery of another op is delivered (the control).
+func TestRedeliveryOfAJournaledOpDeliversNothing(t *testing.T) {
+	t.Parallel()
+	_, nc, js := bustest.Provisioned(t)
+	log := slog.New(slog.DiscardHandler)
+	h, err := New(t.Context(), js, oneDevice{}, Config{Budget: 5 * time.Second}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	announced, err := nc.SubscribeSync(bus.OutcomeSubjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	event := func(op string) (*busv1.Envelope, []byte) {
+		env := &busv1.Envelope{Id: "evt:ch:" + op + ":c-" + op, ChannelId: "ch", EventId: "ev", OpId: op, RecordedAt: now}
+		data, err := proto.Marshal(&busv1.EventRecorded{Envelope: env, Route: "update", CommandId: "c-" + op, Applied: true, Version: 2,
+			State: &apiv1.Event{EventId: "ev", ChannelId: "ch", EventState: "ONGOING", Version: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env, data
+	}
+	env, data := event("op-1")
+	j := bus.NewJournal(js, log)
+	t.Cleanup(j.Close)
+	if err := j.Write(t.Context(), bus.DoneRecord(env, "update", "c-op-1", "", now, now, &busv1.Outcome{HttpStatus: 200})); err != nil {
+		t.Fatal(err)
+	}
+	m := &fakeMsg{data: data, delivered: 2}
+	h.Handle(t.Context(), m)
+	_, control := event("op-2")
+	first := &fakeMsg{data: control, delivered: 1}
+	h.Handle(t.Context(), first)
+	if m.settled != "ack" || first.settled != "ack" {
+		t.Fatalf("settled %q and %q, want both acked", m.settled, first.settled)
+	}
+	inbox, err := js.Stream(t.Context(), bus.StreamInbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := inbox.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("the inbox holds %d items, want only the control op's", info.State.Msgs)
+	}
+	got := map[string]bool{}
+	for range 2 {
+		msg, err := announced.NextMsgWithContext(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &busv1.OpRecord{}
+		if err := proto.Unmarshal(msg.Data, rec); err != nil {
+			t.Fatal(err)
+		}
+		got[rec.GetOpId()+"/"+rec.GetCommandId()] = rec.GetOutcome().GetHttpStatus() == 200
+	}
+	if !got["op-1/c-op-1"] || !got["op-2/c-op-2"] {
+		t.Fatalf("announced %v, want both ops' 200", got)
 	}
 }
