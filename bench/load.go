@@ -260,19 +260,25 @@ func setupChannels(ctx context.Context, c *client, n, devices, par int) ([]strin
 // verify checks that every device's inbox holds exactly the acknowledged, applied ops of its
 // channel (a count per device, not a sample), from counts (server.inboxCounts).
 func (r *result) verify(counts map[string]uint64) {
-	bad, devices, items := 0, 0, 0
+	bad, devices, items, fewer, missing, extra := 0, 0, 0, 0, 0, 0
 	for ch, ks := range r.keys {
 		for _, k := range ks {
 			devices++
 			items += int(counts[k])
-			if int(counts[k]) != r.expect[ch] {
-				bad++
+			switch d := int(counts[k]) - r.expect[ch]; {
+			case d < 0:
+				bad, fewer, missing = bad+1, fewer+1, missing-d
+			case d > 0:
+				bad, extra = bad+1, extra+d
 			}
 		}
 	}
 	r.verified = bad == 0
 	if bad > 0 {
-		r.note = fmt.Sprintf("VERIFY FAILED: %d of %d inboxes do not hold exactly their channel's acknowledged ops", bad, devices)
+		// More than acknowledged is what an op answered with an error (a dispatch_timeout)
+		// that still completed leaves; fewer is a lost push.
+		r.note = fmt.Sprintf("VERIFY FAILED: %d of %d inboxes do not hold exactly their channel's acknowledged ops: %d hold fewer (%d pushes missing), the others %d pushes more",
+			bad, devices, fewer, missing, extra)
 		return
 	}
 	r.note = fmt.Sprintf("verified: %d inboxes hold exactly their %d pushes", devices, items)
