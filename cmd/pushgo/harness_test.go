@@ -330,7 +330,13 @@ func (r response) data(t testing.TB) map[string]any {
 // request sends a raw request and checks the envelope invariants every response must meet.
 func (g *gateway) request(t testing.TB, method, path, contentType string, body []byte, header map[string]string) response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, g.url+path, bytes.NewReader(body))
+	return g.requestVia(t.Context(), t, http.DefaultClient, method, path, contentType, body, header)
+}
+
+// requestVia is request with ctx through client c.
+func (g *gateway) requestVia(ctx context.Context, t testing.TB, c *http.Client, method, path, contentType string, body []byte, header map[string]string) response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, g.url+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +346,7 @@ func (g *gateway) request(t testing.TB, method, path, contentType string, body [
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strconv"
 	"sync"
 	"testing"
@@ -81,10 +82,26 @@ func TestRetryAfterIgnored(t *testing.T) {
 	t.Parallel()
 	g := startGateway(t, gatewayOpts{channelOpsPerSecond: 1, retryHold: 2 * time.Second}) // burst 2
 	flooded, calm := g.channel(t), g.channel(t)
+	// The flooding client has a transport of its own with one connection at most: the shared
+	// http.DefaultClient pool serves every parallel test and may close an idle connection of
+	// this one's, and a new connection is (rightly) not held.
+	conns := 0
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if !info.Reused {
+			conns++
+		}
+	}}
+	flooder := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	t.Cleanup(flooder.CloseIdleConnections)
+	post := func(body obj) response {
+		t.Helper()
+		ctx := httptrace.WithClientTrace(t.Context(), trace)
+		return g.requestVia(ctx, t, flooder, http.MethodPost, "/event/create", "application/json", mustJSON(t, body), nil)
+	}
 	refused := false
 	var refusedAt time.Time
-	for i := 0; i < 50 && !refused; i++ { // http.DefaultClient: one keep-alive connection
-		r := g.post(t, "/event/create", createBody(flooded, obj{"op_id": fmt.Sprint("flood-", i)}))
+	for i := 0; i < 50 && !refused; i++ {
+		r := post(createBody(flooded, obj{"op_id": fmt.Sprint("flood-", i)}))
 		switch {
 		case r.status == http.StatusTooManyRequests && r.code() == "rate_limited":
 			refusedAt = time.Now()
@@ -116,7 +133,10 @@ func TestRetryAfterIgnored(t *testing.T) {
 	// The refused connection comes straight back: held to the end of the Retry-After (1 s
 	// from the refusal, however long the other connection's op took on a busy machine), and
 	// then handled, by which time the bucket has the token it was waiting for.
-	r := g.post(t, "/event/create", createBody(flooded, obj{"op_id": "after-the-hold"}))
+	r := post(createBody(flooded, obj{"op_id": "after-the-hold"}))
+	if conns != 1 {
+		t.Fatalf("the flooding client used %d connections, want 1", conns)
+	}
 	if since := time.Since(refusedAt); since < 800*time.Millisecond {
 		t.Fatalf("answered %d %v after the refusal: not held to its Retry-After", r.status, since)
 	}
