@@ -39,9 +39,14 @@ func Retry(ctx context.Context, budget time.Duration, f func(context.Context) er
 	}
 }
 
+// ErrStaleRead reports a read that did not yet see what an earlier read of the same stream
+// did: answered by a server behind the log (a leader just elected, still applying). It is
+// transient: the next read sees it.
+var ErrStaleRead = errors.New("read answered by a server behind the log")
+
 // Transient reports errors that mean "the broker is away for now".
 func Transient(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+	if errors.Is(err, ErrStaleRead) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) {
 		return true

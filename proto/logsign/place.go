@@ -36,6 +36,9 @@ func (v *Verifier) CheckPlace(ctx context.Context, nc *nats.Conn, stream string,
 				return ferr
 			}
 			if ps >= first {
+				if err := sees(ctx, nc, stream, e); err != nil {
+					return err
+				}
 				return v.broken(e.Subject, e.Seq, fmt.Sprintf("the entry before it (seq %d) is missing", ps))
 			}
 			expired = true
@@ -63,13 +66,34 @@ func (v *Verifier) CheckPlace(ctx context.Context, nc *nats.Conn, stream string,
 	} else {
 		next, err = bus.LeaderNext(ctx, nc, stream, e.Subject, from)
 	}
-	if err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if errors.Is(err, bus.ErrNotFound) || (err == nil && next.Seq > e.Seq) {
+		// The read did not see e itself, which was read from this stream: it was answered by
+		// a server behind the log (a leader just elected and still applying), not a sign of
+		// anything out of place. Transient: the caller reads again.
+		return fmt.Errorf("%w: %s seq %d not yet visible where its place was read", ErrStaleRead, e.Subject, e.Seq)
+	}
+	if err != nil {
 		return err
 	}
-	if err != nil || next.Seq != e.Seq {
+	if next.Seq != e.Seq {
 		return v.broken(e.Subject, e.Seq, fmt.Sprintf("another entry of the event lies before it, after seq %d: it is replayed or out of place", from-1))
 	}
 	return nil
+}
+
+// ErrStaleRead reports a read of the log that did not yet see an entry known to be in it:
+// answered by a server behind the log, right after a leader change. It is transient
+// (bus.Transient), never an integrity failure.
+var ErrStaleRead = bus.ErrStaleRead
+
+// sees returns ErrStaleRead unless the leader holds e at its sequence: a missing entry before
+// e proves nothing while e itself is not visible either.
+func sees(ctx context.Context, nc *nats.Conn, stream string, e *Entry) error {
+	m, err := bus.LeaderMsg(ctx, nc, stream, e.Seq)
+	if errors.Is(err, bus.ErrNotFound) || (err == nil && m.Subject != e.Subject) {
+		return fmt.Errorf("%w: %s seq %d not yet visible where its place was read", ErrStaleRead, e.Subject, e.Seq)
+	}
+	return err
 }
 
 // Recent remembers the last checked entry of recently seen events, so that a reader taking

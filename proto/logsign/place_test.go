@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/bus/bustest"
 	"pushgo.dev/gateway/proto/logsign"
 )
@@ -76,6 +77,23 @@ func TestCheckPlace(t *testing.T) {
 			if err := v.CheckPlace(t.Context(), nc, "T", e, nil); !errors.Is(err, logsign.ErrIntegrity) {
 				t.Fatalf("%s: CheckPlace = %v, want an integrity error", what, err)
 			}
+		}
+	}
+	// A read that does not see the entry being checked (a server behind the log, right after
+	// a leader change) proves nothing: transient, not an integrity failure. Here version 5
+	// is sealed and opened, but not stored yet where its place is read.
+	ahead, err := s.Seal(entry(5, true, "running"), c[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	unseen, err := v.Open(subj, c[3].Seq+10, ahead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []*logsign.Verifier{v, direct} {
+		err := v.CheckPlace(t.Context(), nc, "T", unseen, nil)
+		if !errors.Is(err, logsign.ErrStaleRead) || errors.Is(err, logsign.ErrIntegrity) || !bus.Transient(err) {
+			t.Fatalf("an entry the read does not see yet: CheckPlace = %v, want a transient stale read", err)
 		}
 	}
 	// A reader that remembers the entries it saw: it saw versions 1–3, another instance took

@@ -134,6 +134,11 @@ func TestClusterFaults(t *testing.T) {
 	for _, u := range cl.unexpected {
 		t.Errorf("unexpected answer: %s", u)
 	}
+	for _, o := range ops {
+		if !o.acked {
+			t.Logf("unacknowledged: %s %s on channel %s event %q", o.route, o.opID, o.channel, o.event)
+		}
+	}
 	if r.acknowledged < minOps {
 		t.Errorf("only %d of %d ops were acknowledged", r.acknowledged, r.ops)
 	}
