@@ -37,11 +37,17 @@ run: build ## start the gateway with its embedded JetStream (store in ./data) on
 ## --- checks --------------------------------------------------------------
 
 .PHONY: test
-test: fmt-check vet gen-check lint test-go test-cluster-if-docker ## everything CI checks
+test: fmt-check vet gen-check lint test-go test-partitions test-cluster-if-docker ## everything CI checks
 
 .PHONY: test-go
 test-go: ## go test -race of every module (fuzz seed corpora included)
 	go test $(TEST_FLAGS) $(MODULES)
+
+# The end-to-end suite once more on a store of 3 partitions (--partitions 3): the conformance,
+# crash and delivery tests must hold whichever stream a channel lands in.
+.PHONY: test-partitions
+test-partitions: ## the end-to-end suite (cmd/pushgo) on a 3-partition store
+	cd cmd/pushgo && PUSHGO_TEST_PARTITIONS=3 go test $(TEST_FLAGS) .
 
 # The cluster fault suite needs a Docker engine; where none answers it says so and is skipped.
 .PHONY: test-cluster-if-docker

@@ -103,6 +103,16 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		return fail(err)
 	}
 	defer closeSource()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fail(err)
+	}
+	// The log's partitions, as the store recorded them: an auditor needs no deployment flags.
+	n, err := bus.StoredPartitions(ctx, js)
+	if err != nil {
+		return fail(fmt.Errorf("read the log: %w", err))
+	}
+	f.Layout = bus.NewLayout(n)
 
 	switch cmd {
 	case "export":
@@ -126,12 +136,10 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		if v == nil {
 			return fail(errors.New("verify needs --log-public-keys"))
 		}
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return fail(err)
-		}
-		if err := v.LoadHorizon(ctx, js, bus.StreamEvents); err != nil {
-			return fail(err)
+		for _, stream := range f.Layout.EventsStreams() {
+			if err := v.LoadHorizon(ctx, js, stream); err != nil {
+				return fail(err)
+			}
 		}
 		r, err := audit.Verify(ctx, nc, v, f, stderr)
 		if err != nil {

@@ -135,21 +135,21 @@ func TestAudit(t *testing.T) {
 		Envelope: &busv1.Envelope{Id: "f", Type: "event.updated", ChannelId: ch, EventId: evs[2], OpId: "forged"},
 		Route:    "update", Applied: true, Version: 3, State: &apiv1.Event{EventId: evs[2], Status: "FORGED"},
 	})
-	ack, err := js.Publish(t.Context(), bus.EventSubject(ch, evs[2]), forged)
+	ack, err := js.Publish(t.Context(), g.layout().EventSubject(ch, evs[2]), forged)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var firstOfOther []byte
 	for _, l := range lines {
 		if l.ChannelID == other {
-			m, err := bus.LeaderMsg(t.Context(), g.natsConn(t, "ingest"), bus.StreamEvents, l.Seq)
+			m, err := bus.LeaderMsg(t.Context(), g.natsConn(t, "ingest"), g.layout().EventsStreamOf(other), l.Seq)
 			if err != nil {
 				t.Fatal(err)
 			}
 			firstOfOther = m.Data
 		}
 	}
-	replay, err := js.Publish(t.Context(), bus.EventSubject(other, lines[8].EventID), firstOfOther)
+	replay, err := js.Publish(t.Context(), g.layout().EventSubject(other, lines[8].EventID), firstOfOther)
 	if err != nil {
 		t.Fatal(err)
 	}

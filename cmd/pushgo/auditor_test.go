@@ -96,22 +96,23 @@ func TestAuditorAccess(t *testing.T) {
 	}
 
 	// It reads the log: stream info, leader get, direct get, batched history.
-	st, err := js.Stream(t.Context(), bus.StreamEvents)
+	events := g.layout().EventsStreamOf(ch)
+	st, err := js.Stream(t.Context(), events)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := st.CachedInfo().State.Msgs; n != 2 {
 		t.Fatalf("PUSHGO_EVENTS holds %d messages, want 2", n)
 	}
-	subject := bus.EventSubject(ch, ev)
-	if m, err := bus.LastMsg(t.Context(), nc, bus.StreamEvents, subject); err != nil || m.Seq != 2 {
+	subject := g.layout().EventSubject(ch, ev)
+	if m, err := bus.LastMsg(t.Context(), nc, events, subject); err != nil || m.Seq != 2 {
 		t.Errorf("leader get of the head: %v %v", m, err)
 	}
-	if m, err := bus.DirectLastMsg(t.Context(), nc, bus.StreamEvents, subject); err != nil || m.Seq != 2 {
+	if m, err := bus.DirectLastMsg(t.Context(), nc, events, subject); err != nil || m.Seq != 2 {
 		t.Errorf("direct get of the head: %v %v", m, err)
 	}
 	var history []uint64
-	if err := bus.History(t.Context(), nc, bus.StreamEvents, subject, 1, func(m *bus.Msg) error {
+	if err := bus.History(t.Context(), nc, events, subject, 1, func(m *bus.Msg) error {
 		history = append(history, m.Seq)
 		return nil
 	}); err != nil || len(history) != 2 {
@@ -121,19 +122,19 @@ func TestAuditorAccess(t *testing.T) {
 	// It writes nothing: not the log, not commands, not any bucket; nor does it manage streams
 	// or create consumers (a consumer's deliver subject could copy the log elsewhere).
 	publishes := []string{
-		subject, bus.CommandSubject(ch, ev), bus.InboxSubject(key),
+		subject, g.layout().CommandSubject(ch, ev), bus.InboxSubject(key),
 		"$KV." + bus.BucketOps + "." + bus.OpKey(ch, "audit-9"), "$KV." + bus.BucketChannels + "." + ch,
 		"$KV." + bus.BucketDevices + "." + key, "$KV." + bus.BucketSubs + "." + bus.SubKey(ch, key),
-		"$JS.API.STREAM.UPDATE." + bus.StreamEvents, "$JS.API.STREAM.DELETE." + bus.StreamEvents,
-		"$JS.API.STREAM.MSG.DELETE." + bus.StreamEvents, "$JS.API.STREAM.PURGE." + bus.StreamEvents,
-		"$JS.API.CONSUMER.CREATE." + bus.StreamEvents, "$JS.API.CONSUMER.CREATE." + bus.StreamEvents + ".spy",
-		"$JS.API.CONSUMER.DELETE." + bus.StreamEvents + "." + bus.ConsumerDispatch,
+		"$JS.API.STREAM.UPDATE." + events, "$JS.API.STREAM.DELETE." + events,
+		"$JS.API.STREAM.MSG.DELETE." + events, "$JS.API.STREAM.PURGE." + events,
+		"$JS.API.CONSUMER.CREATE." + events, "$JS.API.CONSUMER.CREATE." + events + ".spy",
+		"$JS.API.CONSUMER.DELETE." + events + "." + bus.ConsumerDispatch,
 		// Nor reads the buckets: devices, subscriptions, op records.
 		"$JS.API.STREAM.MSG.GET." + bus.KVStream(bus.BucketDevices), "$JS.API.STREAM.MSG.GET." + bus.KVStream(bus.BucketSubs),
 		"$JS.API.STREAM.MSG.GET." + bus.KVStream(bus.BucketOps),
 		"$JS.API.DIRECT.GET." + bus.KVStream(bus.BucketDevices) + ".$KV." + bus.BucketDevices + "." + key,
 		"$JS.API.DIRECT.GET." + bus.KVStream(bus.BucketSubs), "$JS.API.STREAM.INFO." + bus.KVStream(bus.BucketOps),
-		"$JS.API.STREAM.MSG.GET." + bus.StreamInbox, "$JS.API.STREAM.INFO." + bus.StreamCommands,
+		"$JS.API.STREAM.MSG.GET." + bus.StreamInbox, "$JS.API.STREAM.INFO." + g.layout().CommandsStreamOf(ch),
 		"$JS.API.STREAM.MSG.GET." + bus.StreamOutcomes, bus.OutcomeSubject(ch, "audit-9"),
 	}
 	for _, s := range publishes {
@@ -161,7 +162,7 @@ func TestAuditorAccess(t *testing.T) {
 		t.Error("the auditor opened the devices bucket")
 	}
 	// Nothing changed: the log still holds its 2 entries and the event its state.
-	if st, err := js.Stream(t.Context(), bus.StreamEvents); err != nil || st.CachedInfo().State.Msgs != 2 {
+	if st, err := js.Stream(t.Context(), events); err != nil || st.CachedInfo().State.Msgs != 2 {
 		t.Errorf("PUSHGO_EVENTS after the refused writes: %v", err)
 	}
 	if d := g.mustOK(t, "/event/get", obj{"channel_id": ch, "password": "secret-123", "event_id": ev}); d["version"] != 2.0 {

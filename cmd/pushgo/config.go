@@ -120,6 +120,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var inboxCap int
 	busFlags := func(defReplicas int) {
 		num(&c.bus.Replicas, "replicas", defReplicas, "replicas of every stream and bucket (3 in a 3-node cluster); give every service the same value")
+		num(&c.bus.Partitions, "partitions", 1, fmt.Sprintf("split commands and events into this many streams (1..%d) by a hash of channel_id, each with its own leader; a store keeps the count it was made with; give every service the same value", bus.MaxPartitions))
 		dur(&c.bus.IdempotencyWindow, "idempotency-window", bus.DefaultIdempotencyWindow, "how long an op_id is remembered")
 		dur(&c.bus.EventsMaxAge, "events-max-age", bus.DefaultEventsMaxAge, "how long the event store (the audit log) keeps events (0: for ever)")
 		boolean(&c.bus.ConfirmShorterRetention, "confirm-shorter-retention", "allow --events-max-age to shorten an existing event store's retention, deleting older history")
@@ -274,6 +275,9 @@ func (c config) validate() error {
 	}
 	if c.bus.Replicas < 1 || c.bus.Replicas > 5 {
 		return fmt.Errorf("--replicas must be 1 to 5, not %d", c.bus.Replicas)
+	}
+	if c.bus.Partitions < 1 || c.bus.Partitions > bus.MaxPartitions {
+		return fmt.Errorf("--partitions must be 1 to %d, not %d", bus.MaxPartitions, c.bus.Partitions)
 	}
 	return errors.Join(c.ingest.Validate(), c.lifecycle.Validate(), c.dispatch.Validate())
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -130,7 +131,26 @@ type gatewayOpts struct {
 	ns        *server.Server
 	logKeyDir string
 	unsigned  bool
+	// partitions is --partitions (0: $PUSHGO_TEST_PARTITIONS, which `make test` sets to run
+	// the suite once more on a partitioned store, else 1).
+	partitions int
 }
+
+// testPartitions is the partition count of gateways that do not name one.
+func testPartitions(t testing.TB) int {
+	v := os.Getenv("PUSHGO_TEST_PARTITIONS")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > bus.MaxPartitions {
+		t.Fatalf("PUSHGO_TEST_PARTITIONS=%q", v)
+	}
+	return n
+}
+
+// layout is the gateway's stream layout.
+func (g *gateway) layout() bus.Layout { return g.cfg.bus.Layout() }
 
 type gateway struct {
 	url string
@@ -188,6 +208,7 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	if o.inboxPerDevice > 0 {
 		cfg.bus.InboxPerDevice = o.inboxPerDevice
 	}
+	cfg.bus.Partitions = cmp.Or(o.partitions, testPartitions(t))
 	cfg.ingest.Bus, cfg.lifecycle.Bus, cfg.dispatch.Bus = cfg.bus, cfg.bus, cfg.bus
 	cfg.ingest.HashConcurrency, cfg.ingest.PasswordFailuresPerMinute, cfg.ingest.CreatesPerMinute = o.hashConcurrency, o.passwordFailuresPerMinute, o.createsPerMinute
 	cfg.ingest.TrustedProxies, cfg.ingest.LimitExempt = o.trustedProxies, o.limitExempt

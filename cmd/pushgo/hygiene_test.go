@@ -70,7 +70,7 @@ func TestSecretsStayOffTheBusAndOutOfLogs(t *testing.T) {
 		if bytes.Contains(m, []byte(password)) || bytes.Contains(m, []byte(token)) {
 			t.Fatalf("a secret crossed the bus: %q", m)
 		}
-		sawCommand = sawCommand || bytes.HasPrefix(m, []byte("pushgo.cmd."))
+		sawCommand = sawCommand || bytes.HasPrefix(m, []byte(g.layout().CommandSubject(ch, ev)))
 	}
 	if !sawCommand || len(captured) < 10 {
 		t.Fatalf("the tap saw %d messages and no command: it does not see the bus", len(captured))

@@ -22,16 +22,21 @@ import (
 // PUSHGO_EVENTS by anyone holding credentials that may write the stream, but not the log key,
 // are found by get, history, lifecycle and dispatch, and never pushed.
 
-// idleDispatch waits until dispatch has handled every domain event in the stream.
-func idleDispatch(t *testing.T, js jetstream.JetStream) {
+// idleDispatch waits until dispatch has handled every domain event in every partition.
+func idleDispatch(t *testing.T, g *gateway, js jetstream.JetStream) {
 	t.Helper()
 	eventually(t, 15*time.Second, "dispatch to handle every domain event", func() bool {
-		c, err := js.Consumer(t.Context(), bus.StreamEvents, bus.ConsumerDispatch)
-		if err != nil {
-			return false
+		for _, stream := range g.layout().EventsStreams() {
+			c, err := js.Consumer(t.Context(), stream, bus.ConsumerDispatch)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(t.Context())
+			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
+				return false
+			}
 		}
-		info, err := c.Info(t.Context())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return true
 	})
 }
 
@@ -39,7 +44,7 @@ func idleDispatch(t *testing.T, js jetstream.JetStream) {
 func entryBytes(t *testing.T, g *gateway, ch, ev string) (seqs []uint64, data [][]byte) {
 	t.Helper()
 	nc := g.natsConn(t, "ingest")
-	err := bus.LeaderRange(t.Context(), nc, bus.StreamEvents, bus.EventSubject(ch, ev), 1, 0, func(m *bus.Msg) error {
+	err := bus.LeaderRange(t.Context(), nc, g.layout().EventsStreamOf(ch), g.layout().EventSubject(ch, ev), 1, 0, func(m *bus.Msg) error {
 		seqs, data = append(seqs, m.Seq), append(data, m.Data)
 		return nil
 	})
@@ -65,7 +70,7 @@ func TestTamperedLogIsDetected(t *testing.T) {
 		got, _ := hook.received()
 		return len(got) > 0
 	})
-	idleDispatch(t, js)
+	idleDispatch(t, g, js)
 	before, _ := hook.received()
 
 	// Events with three entries each (create, update, close), one per kind of tampering.
@@ -80,7 +85,7 @@ func TestTamperedLogIsDetected(t *testing.T) {
 	for _, n := range names {
 		evs[n] = event(n)
 	}
-	idleDispatch(t, js)
+	idleDispatch(t, g, js)
 	legit, _ := hook.received()
 	if len(legit)-len(before) != 3*len(names) {
 		t.Fatalf("%d pushes for %d ops", len(legit)-len(before), 3*len(names))
@@ -96,7 +101,7 @@ func TestTamperedLogIsDetected(t *testing.T) {
 	}
 	publish := func(ev string, data []byte) {
 		t.Helper()
-		if _, err := js.Publish(t.Context(), bus.EventSubject(ch, ev), data); err != nil {
+		if _, err := js.Publish(t.Context(), g.layout().EventSubject(ch, ev), data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -125,7 +130,7 @@ func TestTamperedLogIsDetected(t *testing.T) {
 	// purges, and JetStream refuses to lift that. proto/logsign's TestCheckPlace removes one
 	// from a stream that allows it.)
 	// 5. The stream's configuration cannot be changed to allow it.
-	st, err := js.Stream(t.Context(), bus.StreamEvents)
+	st, err := js.Stream(t.Context(), g.layout().EventsStreamOf(ch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +140,7 @@ func TestTamperedLogIsDetected(t *testing.T) {
 		t.Fatal("PUSHGO_EVENTS was made to allow deletes")
 	}
 
-	idleDispatch(t, js)
+	idleDispatch(t, g, js)
 	if got, _ := hook.received(); len(got) != len(legit) {
 		t.Fatalf("the webhook got %d pushes after the tampering: %v", len(got)-len(legit), got[len(legit):])
 	}
@@ -154,7 +159,7 @@ func TestTamperedLogIsDetected(t *testing.T) {
 	// (Its remembered head is the genuine one; the append after it fails its sequence check, and
 	// the head it then reads is the forged one.)
 	ongoing := g.mustOK(t, "/event/create", createBody(ch, obj{"op_id": "ongoing-c"}))["event_id"].(string)
-	idleDispatch(t, js)
+	idleDispatch(t, g, js)
 	legit, _ = hook.received()
 	data, _ = proto.Marshal(forged(ongoing))
 	publish(ongoing, data)
@@ -163,7 +168,7 @@ func TestTamperedLogIsDetected(t *testing.T) {
 	if d := g.mustOK(t, "/event/get", obj{"channel_id": ch, "password": "secret-123", "event_id": evs["intact"]}); d["event_state"] != "CLOSED" {
 		t.Fatalf("the intact event: %v", d)
 	}
-	idleDispatch(t, js)
+	idleDispatch(t, g, js)
 	if got, _ := hook.received(); len(got) != len(legit) {
 		t.Fatalf("the webhook got %d pushes after the refused op", len(got)-len(legit))
 	}

@@ -20,7 +20,8 @@ const InProgressEvery = 5 * time.Second
 // answer, held for the whole delivery budget) leaves three quarters to the others.
 const DefaultChannelShare = 4
 
-// Consume pulls from cons until ctx is done and hands each message to one of workers
+// Consume pulls from every consumer of cons (one per partition) until ctx is done and hands
+// each message to one of workers
 // goroutines: the messages of one subject (one event) one at a time and in stream order on
 // this instance, at most workers/DefaultChannelShare (at least 1) messages of one channel at
 // once, and otherwise in arrival order, so different events proceed in parallel and no
@@ -31,7 +32,7 @@ const DefaultChannelShare = 4
 // worker are given back (nak: redelivered at once, here or to another instance); Consume
 // returns once the messages in hand are handled. What Consume holds is bounded by the
 // consumer's MaxAckPending.
-func Consume(ctx context.Context, cons jetstream.Consumer, workers int, log *slog.Logger, handle func(context.Context, jetstream.Msg)) error {
+func Consume(ctx context.Context, cons []jetstream.Consumer, workers int, log *slog.Logger, handle func(context.Context, jetstream.Msg)) error {
 	workers = max(workers, 1)
 	hctx := context.WithoutCancel(ctx)
 	q := newFairQueue[jetstream.Msg](workers/DefaultChannelShare, channelOfSubject)
@@ -78,22 +79,36 @@ func Consume(ctx context.Context, cons jetstream.Consumer, workers int, log *slo
 		tickers.Wait()
 	}
 
-	cc, err := cons.Consume(func(m jetstream.Msg) { q.push(m.Subject(), m, time.Now()) },
-		jetstream.PullMaxMessages(4*workers),
-		// Short pulls with heartbeats: a pull stuck after a leader change (the server no longer
-		// serves it) is noticed in seconds and replaced, where the defaults take ~30 s.
-		jetstream.PullExpiry(5*time.Second),
-		jetstream.PullHeartbeat(2*time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			log.Warn("consume", "err", err)
-		}))
-	if err != nil {
-		stop()
-		return err
+	// All partitions feed the one queue, so the per-channel shares hold across them; each
+	// pulls its part of the 4 × workers messages in flight (at least 16).
+	var ccs []jetstream.ConsumeContext
+	drain := func() {
+		for _, cc := range ccs {
+			cc.Drain()
+		}
+		for _, cc := range ccs {
+			<-cc.Closed()
+		}
+	}
+	for _, c := range cons {
+		cc, err := c.Consume(func(m jetstream.Msg) { q.push(m.Subject(), m, time.Now()) },
+			jetstream.PullMaxMessages(max(4*workers/len(cons), 16)),
+			// Short pulls with heartbeats: a pull stuck after a leader change (the server no longer
+			// serves it) is noticed in seconds and replaced, where the defaults take ~30 s.
+			jetstream.PullExpiry(5*time.Second),
+			jetstream.PullHeartbeat(2*time.Second),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				log.Warn("consume", "err", err)
+			}))
+		if err != nil {
+			drain()
+			stop()
+			return err
+		}
+		ccs = append(ccs, cc)
 	}
 	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
+	drain()
 	stop()
 	return nil
 }

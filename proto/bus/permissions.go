@@ -104,45 +104,64 @@ var ingestBuckets = []string{BucketOps, BucketChannels, BucketDevices, BucketSub
 // bounded memory), never with a consumer. The KV watches of ingest and dispatch are ordered push
 // consumers on bucket streams, which the same limitation applies to; §9.2's authenticator is
 // what detects a forged log entry.
-func Table() []Permissions {
-	events := StreamEvents
+//
+// The rows name the streams and subjects of MaxPartitions partitions (TableFor), so one broker
+// configuration serves a store of any partition count.
+func Table() []Permissions { return TableFor(MaxPartitions) }
+
+// TableFor is Table for a store of n partitions.
+func TableFor(n int) []Permissions {
+	l := NewLayout(n)
+	var (
+		cmdSubjects, evtSubjects      []string
+		cmdStreams, evtStreams        []string
+		ingestJS, lifecycleJS, dispJS []string
+		auditJS                       []string
+	)
+	for p := range l.Partitions() {
+		cmds, events := l.CommandsStream(p), l.EventsStream(p)
+		cmdSubjects, evtSubjects = append(cmdSubjects, l.CommandFilter(p)), append(evtSubjects, l.EventFilter(p))
+		cmdStreams, evtStreams = append(cmdStreams, cmds), append(evtStreams, events)
+		ingestJS = slices.Concat(ingestJS, streamAdmin(cmds), streamRead(events))
+		lifecycleJS = slices.Concat(lifecycleJS, streamAdmin(events), streamRead(events),
+			[]string{jsAPI + "STREAM.INFO." + cmds, jsAPI + "STREAM.PURGE." + cmds},
+			[]string{jsAPI + "STREAM.LEADER.STEPDOWN." + events, jsAPI + "STREAM.LEADER.STEPDOWN." + cmds},
+			durable(cmds, ConsumerLifecycle))
+		dispJS = slices.Concat(dispJS, streamRead(events), durable(events, ConsumerDispatch))
+		auditJS = slices.Concat(auditJS, streamRead(events))
+	}
 	return []Permissions{{
 		Role: RoleIngest,
 		Does: "publishes commands, owns and writes every bucket, reads the log and the inboxes, deletes acknowledged inbox items",
 		Publish: slices.Concat(
-			[]string{jsInfo, CommandSubjects, RateLimitSubject, StreamsSubject, RedriveSubject},
-			streamAdmin(StreamCommands),
-			streamRead(events),
+			[]string{jsInfo}, cmdSubjects, []string{RateLimitSubject, StreamsSubject, RedriveSubject},
+			ingestJS,
 			streamAdmin(StreamInbox), streamRead(StreamInbox), []string{jsAPI + "STREAM.MSG.DELETE." + StreamInbox},
 			bucketsAdminReadWrite(ingestBuckets),
 		),
 		Subscribe:  []string{inbox(RoleIngest), OutcomeSubjects, RateLimitSubject, StreamsSubject, InboxSubjects},
-		Provisions: slices.Concat([]string{StreamCommands, StreamInbox}, kvStreams(ingestBuckets)),
+		Provisions: slices.Concat(cmdStreams, []string{StreamInbox}, kvStreams(ingestBuckets)),
 	}, {
 		Role: RoleLifecycle,
-		Does: "consumes commands (its durable), appends to the log, removes folded commands, answers rejections and repeats (reads 503 records and the outcome journal)",
+		Does: "consumes commands (its durable), appends to the log, removes folded commands, spreads the log's leaders over the nodes, answers rejections and repeats (reads 503 records and the outcome journal)",
 		Publish: slices.Concat(
-			[]string{jsInfo, EventSubjects, OutcomeSubjects},
-			streamAdmin(events),
-			streamRead(events),
-			[]string{jsAPI + "STREAM.INFO." + StreamCommands, jsAPI + "STREAM.PURGE." + StreamCommands},
-			durable(StreamCommands, ConsumerLifecycle),
+			[]string{jsInfo}, evtSubjects, []string{OutcomeSubjects},
+			lifecycleJS,
 			kvRead(BucketOps),
 			streamRead(StreamOutcomes),
 		),
 		Subscribe:  []string{inbox(RoleLifecycle)},
-		Provisions: []string{events},
+		Provisions: evtStreams,
 		// Not StreamOutcomes: lifecycle runs without dispatch, and a journal not made yet holds
 		// nothing (LookupOutcome).
-		Needs: []string{StreamCommands, KVStream(BucketOps)},
+		Needs: slices.Concat(cmdStreams, []string{KVStream(BucketOps)}),
 	}, {
 		Role: RoleDispatch,
 		Does: "consumes the log (its durable), appends to inboxes, records, journals (owns PUSHGO_OUTCOMES) and announces outcomes, reads devices and subscriptions, answers redrive requests",
 		Publish: slices.Concat(
 			[]string{jsInfo, InboxSubjects, jsAPI + "STREAM.INFO." + StreamInbox, OutcomesSubject, OutcomeSubjects},
 			streamAdmin(StreamOutcomes), streamRead(StreamOutcomes),
-			streamRead(events),
-			durable(events, ConsumerDispatch),
+			dispJS,
 			kvRead(BucketOps), []string{kvWrite(BucketOps)},
 			kvRead(BucketUsage), []string{kvWrite(BucketUsage)},
 			kvRead(BucketSubs), kvRead(BucketDevices),
@@ -150,11 +169,11 @@ func Table() []Permissions {
 		Subscribe:      []string{inbox(RoleDispatch), RedriveSubject},
 		AllowResponses: true,
 		Provisions:     []string{StreamOutcomes},
-		Needs:          []string{events, StreamInbox, KVStream(BucketOps), KVStream(BucketUsage), KVStream(BucketSubs), KVStream(BucketDevices)},
+		Needs:          slices.Concat(evtStreams, []string{StreamInbox, KVStream(BucketOps), KVStream(BucketUsage), KVStream(BucketSubs), KVStream(BucketDevices)}),
 	}, {
 		Role:      RoleAuditor,
-		Does:      "reads PUSHGO_EVENTS with stream info, leader and direct gets; nothing else",
-		Publish:   slices.Concat([]string{jsInfo}, streamRead(events)),
+		Does:      "reads the log (PUSHGO_EVENTS and its partitions) with stream info, leader and direct gets; nothing else",
+		Publish:   slices.Concat([]string{jsInfo}, auditJS),
 		Subscribe: []string{inbox(RoleAuditor)},
 	}}
 }
@@ -191,8 +210,10 @@ func dedupe(subjects []string) []string {
 }
 
 // PermissionsOf returns the row of role r of Table.
-func PermissionsOf(r Role) (Permissions, bool) {
-	for _, p := range Table() {
+func PermissionsOf(r Role) (Permissions, bool) { return permissionsIn(Table(), r) }
+
+func permissionsIn(table []Permissions, r Role) (Permissions, bool) {
+	for _, p := range table {
 		if p.Role == r {
 			p.Publish, p.Subscribe = dedupe(p.Publish), dedupe(p.Subscribe)
 			return p, true
@@ -216,8 +237,9 @@ func PermissionsMarkdown() string {
 		}
 		return strings.Join(q, " ")
 	}
+	table := TableFor(1)
 	for _, r := range Roles {
-		p, _ := PermissionsOf(r)
+		p, _ := permissionsIn(table, r)
 		resp := "no"
 		if p.AllowResponses {
 			resp = "yes"

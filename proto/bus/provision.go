@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,6 +55,9 @@ type Options struct {
 	IdempotencyWindow time.Duration
 	DuplicateWindow   time.Duration
 	InboxPerDevice    int64
+	// Partitions splits the commands and the events into this many streams each (Layout); 0
+	// is one. A store keeps the count it was made with (MetaPartitions).
+	Partitions int
 	// ConfirmShorterRetention lets Provision shorten the retention of an existing event store
 	// (or give a limit to one kept for ever), which deletes the history beyond it. Without it
 	// Provision refuses with a *RetentionError: history is never shortened silently.
@@ -83,34 +88,45 @@ func (o Options) withDefaults() Options {
 	if o.InboxPerDevice <= 0 {
 		o.InboxPerDevice = DefaultInboxPerDevice
 	}
+	o.Partitions = max(o.Partitions, 1)
 	return o
 }
+
+// Layout is the stream layout of o's partition count.
+func (o Options) Layout() Layout { return NewLayout(o.Partitions) }
 
 // StreamConfigs returns the configuration of every stream of DESIGN.md §2.
 func StreamConfigs(o Options) []jetstream.StreamConfig {
 	o = o.withDefaults()
-	return []jetstream.StreamConfig{{
-		Name:        StreamCommands,
-		Description: "validated commands, consumed once by lifecycle, which removes the folded ones",
-		Subjects:    []string{CommandSubjects},
-		// A work queue with batched removal: lifecycle.TrimEvery says why not WorkQueuePolicy.
-		Retention:  jetstream.LimitsPolicy,
-		Storage:    jetstream.FileStorage,
-		Replicas:   o.Replicas,
-		Duplicates: o.DuplicateWindow,
-	}, {
-		Name:        StreamEvents,
-		Description: "event store and audit log: one domain event per accepted op, one subject per event",
-		Subjects:    []string{EventSubjects},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-		MaxAge:      max(o.EventsMaxAge, 0), // 0: no limit
-		Duplicates:  min(o.DuplicateWindow, EventsDuplicateWindow),
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
-	}, {
+	l := o.Layout()
+	var out []jetstream.StreamConfig
+	for p := range l.Partitions() {
+		out = append(out, jetstream.StreamConfig{
+			Name:        l.CommandsStream(p),
+			Description: "validated commands, consumed once by lifecycle, which removes the folded ones",
+			Subjects:    []string{l.CommandFilter(p)},
+			// A work queue with batched removal: lifecycle.TrimEvery says why not WorkQueuePolicy.
+			Retention:  jetstream.LimitsPolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   o.Replicas,
+			Duplicates: o.DuplicateWindow,
+		}, jetstream.StreamConfig{
+			Name:        l.EventsStream(p),
+			Description: "event store and audit log: one domain event per accepted op, one subject per event",
+			Subjects:    []string{l.EventFilter(p)},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      max(o.EventsMaxAge, 0), // 0: no limit
+			Duplicates:  min(o.DuplicateWindow, EventsDuplicateWindow),
+			DenyDelete:  true,
+			DenyPurge:   true,
+			AllowDirect: true,
+		})
+	}
+	// The store's partition count, recorded when it is made (provision keeps it after).
+	out[1].Metadata = map[string]string{MetaPartitions: strconv.Itoa(l.Partitions())}
+	return append(out, []jetstream.StreamConfig{{
 		Name:              StreamInbox,
 		Description:       "per-device durable inboxes",
 		Subjects:          []string{InboxSubjects},
@@ -136,7 +152,7 @@ func StreamConfigs(o Options) []jetstream.StreamConfig {
 		Duplicates: min(o.DuplicateWindow, EventsDuplicateWindow),
 		// Reads go to the leader (LookupOutcome): a repeat must see an outcome journaled before it.
 		AllowDirect: false,
-	}}
+	}}...)
 }
 
 // BucketConfigs returns the configuration of every key-value bucket of DESIGN.md §2.
@@ -165,7 +181,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, o Options) error {
 // waitLogEvery while it waits, until ctx is done. Each service runs it at start, so no start
 // order is needed: a service started before the owner of a stream it reads waits for it.
 func ProvisionRole(ctx context.Context, js jetstream.JetStream, o Options, role Role, log *slog.Logger) error {
-	p, ok := PermissionsOf(role)
+	p, ok := permissionsIn(TableFor(o.withDefaults().Partitions), role)
 	if !ok {
 		return fmt.Errorf("provision: unknown role %q", role)
 	}
@@ -176,6 +192,9 @@ func ProvisionRole(ctx context.Context, js jetstream.JetStream, o Options, role 
 		if err := waitStream(ctx, js, name, log); err != nil {
 			return err
 		}
+	}
+	if slices.ContainsFunc(p.Needs, isEvents) {
+		return CheckPartitions(ctx, js, o.Layout())
 	}
 	return nil
 }
@@ -211,6 +230,7 @@ func waitStream(ctx context.Context, js jetstream.JetStream, name string, log *s
 }
 
 func provision(ctx context.Context, js jetstream.JetStream, o Options, owned func(stream string) bool) error {
+	o = o.withDefaults()
 	for _, cfg := range StreamConfigs(o) {
 		if !owned(cfg.Name) {
 			continue
@@ -222,8 +242,12 @@ func provision(ctx context.Context, js jetstream.JetStream, o Options, owned fun
 			case err != nil:
 				// Not knowing the current retention, do not risk shortening it.
 				return err
-			case cfg.Name == StreamEvents && !o.ConfirmShorterRetention && shorter(cfg.MaxAge, s.CachedInfo().Config.MaxAge):
+			case isEvents(cfg.Name) && !o.ConfirmShorterRetention && shorter(cfg.MaxAge, s.CachedInfo().Config.MaxAge):
 				return &RetentionError{Stream: cfg.Name, Old: s.CachedInfo().Config.MaxAge, New: cfg.MaxAge}
+			case cfg.Name == StreamEvents:
+				if n := storedPartitions(s.CachedInfo().Config.Metadata); n != o.Partitions {
+					return &PartitionsError{Store: n, Flag: o.Partitions}
+				}
 			}
 			if err == nil {
 				old := s.CachedInfo().Config
@@ -320,7 +344,8 @@ func retryProvision(ctx context.Context, f func() error) error {
 		if err = f(); err == nil {
 			return nil
 		}
-		if re := (*RetentionError)(nil); errors.Is(err, context.Canceled) || errors.As(err, &re) {
+		re, pe := (*RetentionError)(nil), (*PartitionsError)(nil)
+		if errors.Is(err, context.Canceled) || errors.As(err, &re) || errors.As(err, &pe) {
 			return err
 		}
 		t := time.NewTimer(time.Duration(100*(i+1)) * time.Millisecond)
@@ -332,4 +357,9 @@ func retryProvision(ctx context.Context, f func() error) error {
 		}
 	}
 	return err
+}
+
+// isEvents reports whether stream is an events stream (of any partition).
+func isEvents(stream string) bool {
+	return stream == StreamEvents || strings.HasPrefix(stream, StreamEvents+"_")
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"pushgo.dev/gateway/proto/bus"
 )
 
 // MetaSignedFrom is the stream metadata key of the horizon: "<seq> <key id> <signature>", the
@@ -63,7 +65,7 @@ func (v *Verifier) LoadHorizon(ctx context.Context, js jetstream.JetStream, stre
 	if err != nil {
 		return err
 	}
-	v.SetSignedFrom(seq)
+	v.SetSignedFromIn(stream, seq)
 	return nil
 }
 
@@ -85,7 +87,7 @@ func (v *Verifier) EnsureHorizon(ctx context.Context, js jetstream.JetStream, st
 		if err != nil {
 			return err
 		}
-		v.SetSignedFrom(seq)
+		v.SetSignedFromIn(stream, seq)
 		return nil
 	}
 	seq := info.State.LastSeq + 1
@@ -114,10 +116,10 @@ func (v *Verifier) FollowHorizon(ctx context.Context, js jetstream.JetStream, st
 	if err := v.LoadHorizon(ctx, js, stream); err != nil {
 		return err
 	}
-	if v.SignedFrom() > 0 {
+	if v.SignedFromIn(stream) > 0 {
 		return nil
 	}
-	v.reload = func() {
+	v.horizons[bus.PartitionOfEventsStream(stream)].reload = func() {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := v.LoadHorizon(rctx, js, stream); err != nil {
@@ -127,7 +129,7 @@ func (v *Verifier) FollowHorizon(ctx context.Context, js jetstream.JetStream, st
 	go func() {
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
-		for v.SignedFrom() == 0 {
+		for v.SignedFromIn(stream) == 0 {
 			select {
 			case <-ctx.Done():
 				return

@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"pushgo.dev/gateway/proto/bus"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 )
 
@@ -142,13 +143,10 @@ type Entry struct {
 // it only decodes. It is safe for concurrent use.
 type Verifier struct {
 	keys map[string]ed25519.PublicKey
-	// signedFrom is the horizon; 0 until known, which counts as 1 (everything must be signed).
-	signedFrom atomic.Uint64
-	failures   atomic.Uint64
-	// reload, set by FollowHorizon, reads the horizon again when an unsigned entry meets an
-	// unknown horizon (at most every reloadEvery): lifecycle may have set it a moment ago.
-	reload     func()
-	lastReload atomic.Int64
+	// horizons are the events streams' horizons, by partition (bus.PartitionOfEventSubject):
+	// each stream of a partitioned log was signed from its own sequence on.
+	horizons [bus.MaxPartitions]horizon
+	failures atomic.Uint64
 	// direct makes CheckPlace read with direct gets (SetDirect).
 	direct bool
 	// memo holds what a Signer of this process sealed (SetMemo).
@@ -170,6 +168,16 @@ func (v *Verifier) SetDirect(direct bool) {
 	if v != nil {
 		v.direct = direct
 	}
+}
+
+// horizon is one events stream's signing horizon.
+type horizon struct {
+	// signedFrom is the horizon; 0 until known, which counts as 1 (everything must be signed).
+	signedFrom atomic.Uint64
+	// reload, set by FollowHorizon, reads the horizon again when an unsigned entry meets an
+	// unknown horizon (at most every reloadEvery): lifecycle may have set it a moment ago.
+	reload     func()
+	lastReload atomic.Int64
 }
 
 // reloadEvery bounds how often an unsigned entry makes the verifier read the horizon again.
@@ -196,19 +204,26 @@ func (v *Verifier) KeyIDs() []string {
 	return ids
 }
 
-// SetSignedFrom sets the horizon: entries from stream sequence seq on must be signed.
-func (v *Verifier) SetSignedFrom(seq uint64) {
+// SetSignedFrom sets the horizon of PUSHGO_EVENTS (partition 0): entries from stream
+// sequence seq on must be signed.
+func (v *Verifier) SetSignedFrom(seq uint64) { v.SetSignedFromIn(bus.StreamEvents, seq) }
+
+// SetSignedFromIn sets the horizon of an events stream.
+func (v *Verifier) SetSignedFromIn(stream string, seq uint64) {
 	if v != nil {
-		v.signedFrom.Store(seq)
+		v.horizons[bus.PartitionOfEventsStream(stream)].signedFrom.Store(seq)
 	}
 }
 
-// SignedFrom is the horizon (0: not known, every entry must be signed).
-func (v *Verifier) SignedFrom() uint64 {
+// SignedFrom is the horizon of PUSHGO_EVENTS (0: not known, every entry must be signed).
+func (v *Verifier) SignedFrom() uint64 { return v.SignedFromIn(bus.StreamEvents) }
+
+// SignedFromIn is the horizon of an events stream (0: not known).
+func (v *Verifier) SignedFromIn(stream string) uint64 {
 	if v == nil {
 		return 0
 	}
-	return v.signedFrom.Load()
+	return v.horizons[bus.PartitionOfEventsStream(stream)].signedFrom.Load()
 }
 
 // Failures counts the entries this verifier found broken.
@@ -231,12 +246,13 @@ func (v *Verifier) Open(subject string, seq uint64, data []byte) (*Entry, error)
 		return e, nil
 	}
 	if len(e.Rec.GetAuthenticator()) == 0 {
-		if v.signedFrom.Load() == 0 && v.reload != nil {
-			if now, last := time.Now().UnixNano(), v.lastReload.Load(); now-last > int64(reloadEvery) && v.lastReload.CompareAndSwap(last, now) {
-				v.reload()
+		h := &v.horizons[bus.PartitionOfEventSubject(subject)]
+		if h.signedFrom.Load() == 0 && h.reload != nil {
+			if now, last := time.Now().UnixNano(), h.lastReload.Load(); now-last > int64(reloadEvery) && h.lastReload.CompareAndSwap(last, now) {
+				h.reload()
 			}
 		}
-		if from := v.signedFrom.Load(); from > 0 && seq < from {
+		if from := h.signedFrom.Load(); from > 0 && seq < from {
 			return e, nil // written before the log was signed
 		}
 		return nil, v.broken(subject, seq, "no authenticator")

@@ -112,17 +112,23 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := bus.ProvisionRole(ctx, js, cfg.Bus, bus.RoleDispatch, log); err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
-		Durable:       bus.ConsumerDispatch,
-		Description:   "dispatch: delivers accepted ops and records outcomes",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cmp.Or(cfg.AckWait, DefaultAckWait),
-		MaxDeliver:    -1,
-		MaxAckPending: maxAckPending,
-	})
-	if err != nil {
-		return fmt.Errorf("dispatch: consumer: %w", err)
+	layout := cfg.Bus.Layout()
+	// One durable consumer per partition's events stream, all pulled by every instance: any
+	// instance takes over any partition.
+	cons := make([]jetstream.Consumer, layout.Partitions())
+	for p := range cons {
+		cons[p], err = js.CreateOrUpdateConsumer(ctx, layout.EventsStream(p), jetstream.ConsumerConfig{
+			Durable:       bus.ConsumerDispatch,
+			Description:   "dispatch: delivers accepted ops and records outcomes",
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cmp.Or(cfg.AckWait, DefaultAckWait),
+			MaxDeliver:    -1,
+			MaxAckPending: maxAckPending,
+		})
+		if err != nil {
+			return fmt.Errorf("dispatch: consumer of %s: %w", layout.EventsStream(p), err)
+		}
 	}
 	dirCtx, stopDir := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDir()
@@ -148,8 +154,12 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	verifier.SetMemo(deps.LogMemo)
 	if verifier == nil {
 		log.Warn("no log public keys (--log-public-keys): domain events are pushed unchecked")
-	} else if err := verifier.FollowHorizon(ctx, js, bus.StreamEvents, log); err != nil {
-		return fmt.Errorf("dispatch: %w", err)
+	} else {
+		for _, stream := range layout.EventsStreams() {
+			if err := verifier.FollowHorizon(ctx, js, stream, log); err != nil {
+				return fmt.Errorf("dispatch: %w", err)
+			}
+		}
 	}
 	h, err := push.New(ctx, js, dir, push.Config{
 		Verifier:            verifier,
@@ -160,6 +170,7 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 		MaxRecordBytes:      cmp.Or(cfg.MaxRecordBytes, int(deps.NC.MaxPayload())-recordHeadroom),
 		Usage:               meter,
 		Secrets:             cfg.Secrets,
+		Layout:              layout,
 	}, log)
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
@@ -173,6 +184,6 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if cfg.Secrets == nil {
 		log.Warn("no --secrets-key-file: only webhook secrets stored in clear can sign deliveries")
 	}
-	log.Info("dispatch running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
+	log.Info("dispatch running", "workers", cmp.Or(cfg.Workers, DefaultWorkers), "partitions", layout.Partitions())
 	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
 }

@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -280,7 +282,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	sub, err := ops.New(ctx, deps.NC, js, ops.Config{DispatchWait: cmp.Or(cfg.DispatchWait, DefaultDispatchWait), RetryBudget: budget}, log)
+	sub, err := ops.New(ctx, deps.NC, js, ops.Config{DispatchWait: cmp.Or(cfg.DispatchWait, DefaultDispatchWait), RetryBudget: budget,
+		Layout: cfg.Bus.Layout()}, log)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -380,10 +383,14 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	verifier.SetMemo(deps.LogMemo)
 	if verifier == nil {
 		log.Warn("no log public keys (--log-public-keys): the event log is answered from unchecked")
-	} else if err := verifier.FollowHorizon(ctx, js, bus.StreamEvents, log); err != nil {
-		return fmt.Errorf("ingest: %w", err)
+	} else {
+		for _, stream := range cfg.Bus.Layout().EventsStreams() {
+			if err := verifier.FollowHorizon(ctx, js, stream, log); err != nil {
+				return fmt.Errorf("ingest: %w", err)
+			}
+		}
 	}
-	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js, verifier, log), Limits: opLimits,
+	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js, verifier, cfg.Bus.Layout(), log), Limits: opLimits,
 		Turns: opgate.New(cfg.ChannelConcurrency, 0)}
 	channelsAPI := &grpcapi.Channels{Store: chans, Devices: devs}
 	devicesAPI := &grpcapi.Devices{Store: devs}
@@ -403,7 +410,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		hold = retryhold.New(cfg.RetryHold)
 	}
 	handler, err := httpapi.New(ctx, inline, httpapi.Options{
-		Token: token, Gate: gate, Ready: ready(deps.NC, js), Logger: log,
+		Token: token, Gate: gate, Ready: ready(deps.NC, js, cfg.Bus.Layout()), Logger: log,
 		Streams:   streams{devs, box, streamLimit},
 		KeepAlive: cfg.StreamKeepAlive, StreamWriteTimeout: cmp.Or(cfg.StreamWriteTimeout, DefaultStreamWriteTimeout), Done: streamsDone, Addrs: addrs,
 		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout, Hold: hold,
@@ -498,15 +505,25 @@ func offIfZero(v float64) float64 {
 }
 
 // ready checks that the broker is connected and the streams exist.
-func ready(nc *nats.Conn, js jetstream.JetStream) func(context.Context) error {
+// ready checks that the broker is connected, every partition's streams exist, and the store
+// was made with this instance's partition count (checked until it once holds: a store keeps
+// its count).
+func ready(nc *nats.Conn, js jetstream.JetStream, l bus.Layout) func(context.Context) error {
+	var counted atomic.Bool
 	return func(ctx context.Context) error {
 		if !nc.IsConnected() {
 			return errors.New("not connected to NATS")
 		}
-		for _, s := range []string{bus.StreamCommands, bus.StreamEvents} {
+		for _, s := range slices.Concat(l.CommandsStreams(), l.EventsStreams()) {
 			if _, err := js.Stream(ctx, s); err != nil {
 				return fmt.Errorf("stream %s: %w", s, err)
 			}
+		}
+		if !counted.Load() {
+			if err := bus.CheckPartitions(ctx, js, l); err != nil {
+				return err
+			}
+			counted.Store(true)
 		}
 		return nil
 	}

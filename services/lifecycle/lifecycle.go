@@ -36,8 +36,13 @@ const (
 	// events changed in the last moments benefit, and each head is a tree of small objects
 	// that would outlive a burst and keep heap pages from being returned, so it is small.
 	headCacheSize = 1024
-	// maxAckPending bounds the commands in flight across all instances.
+	// maxAckPending bounds the commands in flight across all instances, per partition.
 	maxAckPending = 8192
+	// SpreadLeadersEvery is how often lifecycle checks that the partitions' log leaders sit
+	// on different nodes and each commands stream's leader with its partition's
+	// (bus.KeepPartitionLeaders), and moves one if not: a node that restarts comes back
+	// leading nothing.
+	SpreadLeadersEvery = 30 * time.Second
 )
 
 // Config configures one lifecycle instance.
@@ -100,16 +105,22 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := bus.ProvisionRole(ctx, js, cfg.Bus, bus.RoleLifecycle, log); err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
-	cons, err := commandsConsumer(ctx, js, jetstream.ConsumerConfig{
-		Durable:       bus.ConsumerLifecycle,
-		Description:   "lifecycle: folds commands into the event store",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cmp.Or(cfg.AckWait, DefaultAckWait),
-		MaxDeliver:    -1, // nothing accepted is dropped: failures back off, and a command that can never succeed gets an outcome (commands.Options)
-		MaxAckPending: maxAckPending,
-	})
-	if err != nil {
-		return fmt.Errorf("lifecycle: consumer: %w", err)
+	layout := cfg.Bus.Layout()
+	// One durable consumer per partition's commands stream, all of them pulled by every
+	// instance: any instance takes over any partition.
+	cons := make([]jetstream.Consumer, layout.Partitions())
+	for p := range cons {
+		cons[p], err = commandsConsumer(ctx, js, layout.CommandsStream(p), jetstream.ConsumerConfig{
+			Durable:       bus.ConsumerLifecycle,
+			Description:   "lifecycle: folds commands into the event store",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cmp.Or(cfg.AckWait, DefaultAckWait),
+			MaxDeliver:    -1, // nothing accepted is dropped: failures back off, and a command that can never succeed gets an outcome (commands.Options)
+			MaxAckPending: maxAckPending,
+		})
+		if err != nil {
+			return fmt.Errorf("lifecycle: consumer of %s: %w", layout.CommandsStream(p), err)
+		}
 	}
 	ops, err := js.KeyValue(ctx, bus.BucketOps)
 	if err != nil {
@@ -125,19 +136,30 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if signer == nil {
 		log.Warn("no log key (--log-key-file): the event log is written unsigned and not checked")
 		verifier = nil
-	} else if err := verifier.EnsureHorizon(ctx, js, bus.StreamEvents, signer); err != nil {
-		return fmt.Errorf("lifecycle: %w", err)
+	} else {
+		for _, stream := range layout.EventsStreams() {
+			if err := verifier.EnsureHorizon(ctx, js, stream, signer); err != nil {
+				return fmt.Errorf("lifecycle: %w", err)
+			}
+		}
 	}
 	store := natsstore.New(deps.NC, js, 15*time.Second, cfg.Bus.Replicas <= 1, signer, verifier)
+	store.SetLayout(layout)
 	if cfg.CacheHeads {
 		store.CacheHeads(headCacheSize)
 	}
 	window := cmp.Or(max(cfg.Bus.IdempotencyWindow, 0), bus.DefaultIdempotencyWindow)
 	h := commands.New(store, deps.NC, ops, window, commands.Options{GiveUpAfter: cfg.GiveUpAfter, RetryDelay: cfg.RetryDelay}, log)
-	log.Info("lifecycle running", "workers", cmp.Or(cfg.Workers, DefaultWorkers))
+	log.Info("lifecycle running", "workers", cmp.Or(cfg.Workers, DefaultWorkers), "partitions", layout.Partitions())
 	var trim sync.WaitGroup
 	trimCtx, stopTrim := context.WithCancel(ctx)
-	trim.Go(func() { trimCommands(trimCtx, js, cons, cmp.Or(cfg.TrimEvery, TrimEvery), log) })
+	for p, c := range cons {
+		trim.Go(func() { trimCommands(trimCtx, js, layout.CommandsStream(p), c, cmp.Or(cfg.TrimEvery, TrimEvery), log) })
+	}
+	if layout.Partitions() > 1 && cfg.Bus.Replicas > 1 {
+		// Writes scale with nodes only when the partitions' leaders are on different nodes.
+		trim.Go(func() { bus.KeepPartitionLeaders(trimCtx, js, layout, SpreadLeadersEvery, log) })
+	}
 	defer func() { stopTrim(); trim.Wait() }()
 	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
 }

@@ -7,11 +7,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"pushgo.dev/gateway/proto/bus"
 )
 
-// PUSHGO_COMMANDS keeps limits retention, and lifecycle removes the commands its consumer has
+// PUSHGO_COMMANDS (each partition's) keeps limits retention, and lifecycle removes the commands its consumer has
 // acknowledged every TrimEvery with one purge up to the consumer's ack floor. This is a work
 // queue with batched removal: each command is still handed to one instance at a time, stays
 // until it is folded, and is gone seconds after. A work-queue retention policy removes each
@@ -22,16 +20,18 @@ import (
 // TrimEvery is how often acknowledged commands are removed.
 const TrimEvery = 2 * time.Second
 
-// commandsConsumer creates or updates the durable lifecycle consumer. A consumer made anew
-// (an operator deleted it) is handed commands folded but not yet trimmed again; every command
-// is checked against its event's op filter first, so none is folded twice.
-func commandsConsumer(ctx context.Context, js jetstream.JetStream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	return js.CreateOrUpdateConsumer(ctx, bus.StreamCommands, cfg)
+// commandsConsumer creates or updates the durable lifecycle consumer of one commands stream
+// (one per partition). A consumer made anew (an operator deleted it) is handed commands
+// folded but not yet trimmed again; every command is checked against its event's op filter
+// first, so none is folded twice.
+func commandsConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	return js.CreateOrUpdateConsumer(ctx, stream, cfg)
 }
 
-// trimCommands removes acknowledged commands every interval until ctx is done. Failures are
+// trimCommands removes the acknowledged commands of stream, cons's, every interval until ctx
+// is done. Failures are
 // logged and retried on the next tick: until then the commands only take disk space.
-func trimCommands(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, every time.Duration, log *slog.Logger) {
+func trimCommands(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var trimmed uint64
@@ -41,10 +41,10 @@ func trimCommands(ctx context.Context, js jetstream.JetStream, cons jetstream.Co
 			return
 		case <-t.C:
 		}
-		floor, err := trimOnce(ctx, js, cons, trimmed)
+		floor, err := trimOnce(ctx, js, stream, cons, trimmed)
 		if err != nil {
 			if ctx.Err() == nil {
-				log.Warn("trim folded commands", "err", err)
+				log.Warn("trim folded commands", "stream", stream, "err", err)
 			}
 			continue
 		}
@@ -54,7 +54,7 @@ func trimCommands(ctx context.Context, js jetstream.JetStream, cons jetstream.Co
 
 // trimOnce purges the commands up to the consumer's ack floor when it has moved past trimmed,
 // and returns the floor.
-func trimOnce(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, trimmed uint64) (uint64, error) {
+func trimOnce(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer, trimmed uint64) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	info, err := cons.Info(ctx)
@@ -65,7 +65,7 @@ func trimOnce(ctx context.Context, js jetstream.JetStream, cons jetstream.Consum
 	if floor <= trimmed {
 		return trimmed, nil
 	}
-	s, err := js.Stream(ctx, bus.StreamCommands)
+	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return trimmed, err
 	}

@@ -15,7 +15,7 @@ func TestTrimRemovesOnlyAcknowledgedCommands(t *testing.T) {
 	t.Parallel()
 	_, _, js := bustest.Provisioned(t)
 	ctx := t.Context()
-	cons, err := commandsConsumer(ctx, js, jetstream.ConsumerConfig{Durable: bus.ConsumerLifecycle, AckPolicy: jetstream.AckExplicitPolicy})
+	cons, err := commandsConsumer(ctx, js, bus.StreamCommands, jetstream.ConsumerConfig{Durable: bus.ConsumerLifecycle, AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestTrimRemovesOnlyAcknowledgedCommands(t *testing.T) {
 	}
 	check := func(trimmed, wantFloor, wantFirst, wantMsgs uint64) uint64 {
 		t.Helper()
-		floor, err := trimOnce(ctx, js, cons, trimmed)
+		floor, err := trimOnce(ctx, js, bus.StreamCommands, cons, trimmed)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,8 +3,10 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 const (
 	channels     = 20
 	minOps       = 2000
+	partitions   = 3 // as in deploy/compose.yaml
 	suiteTimeout = 10 * time.Minute
 	partitionFor = 12 * time.Second
 	killedFor    = 5 * time.Second
@@ -44,11 +47,60 @@ func TestClusterFaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
+	// Channels in every partition (ids are random: more until each has some).
+	layout := bus.NewLayout(partitions)
+	perPartition := func() []int {
+		n := make([]int, partitions)
+		for ch := range devices {
+			n[layout.Of(ch)]++
+		}
+		return n
+	}
+	for i := 0; slices.Min(perPartition()) < 3 && i < 40; i++ {
+		more, err := cl.setup(ctx, 1)
+		if err != nil {
+			t.Fatalf("setup: %v", err)
+		}
+		maps.Copy(devices, more)
+	}
 	var chans []string
 	for ch := range devices {
 		chans = append(chans, ch)
 	}
-	t.Logf("cluster up and %d channels with 2 devices each set up in %s", channels, time.Since(began).Round(time.Second))
+	t.Logf("cluster up and %d channels (per partition %v) with 2 devices each set up in %s", len(chans), perPartition(), time.Since(began).Round(time.Second))
+
+	// The partitions' log leaders sit on different nodes (lifecycle spreads them).
+	var eventLeaders []string
+	deadline := time.Now().Add(time.Minute)
+	for {
+		eventLeaders = eventLeaders[:0]
+		for _, s := range layout.EventsStreams() {
+			l, err := c.leader(s)
+			if err != nil {
+				l = "?"
+			}
+			eventLeaders = append(eventLeaders, l)
+		}
+		distinct := map[string]bool{}
+		for _, l := range eventLeaders {
+			distinct[l] = l != "?"
+		}
+		if len(distinct) == partitions && !slices.Contains(eventLeaders, "?") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the leaders of %v are %v after a minute, not on %d different nodes", layout.EventsStreams(), eventLeaders, partitions)
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+	}
+	t.Logf("log leaders: %v", eventLeaders)
+	// Fault 1 kills partition 1's leader: first everything else it leads moves away (the
+	// shared streams would stall every partition for an election; see vacate).
+	c.vacate(eventLeaders[1], layout.EventsStream(1), layout.CommandsStream(1))
 
 	faultsDone := make(chan struct{})
 	loadStart := time.Now()
@@ -80,14 +132,35 @@ func TestClusterFaults(t *testing.T) {
 		}
 	}
 	hold(3 * time.Second)
-	leader, err := c.leader(bus.StreamEvents)
+	// Fault 1: the leader of one partition's log dies; the other partitions keep taking
+	// writes meanwhile.
+	killedStream := layout.EventsStream(1)
+	leader, err := c.leader(killedStream)
 	if err != nil {
-		t.Fatalf("leader of %s: %v", bus.StreamEvents, err)
+		t.Fatalf("leader of %s: %v", killedStream, err)
 	}
-	t.Logf("fault 1: docker kill %s (leader of %s), restart after %s", leader, bus.StreamEvents, killedFor)
+	if leader != eventLeaders[1] {
+		t.Logf("fault 1: %s moved from %s to %s since it was vacated", killedStream, eventLeaders[1], leader)
+	}
+	t.Logf("fault 1: docker kill %s (leader of %s), restart after %s", leader, killedStream, killedFor)
+	killedAt := time.Now()
 	c.kill(c.nats[leader])
 	hold(killedFor)
+	restartAt := time.Now()
 	c.start(c.nats[leader])
+	answered := make([]int, partitions)
+	for _, ch := range chans {
+		answered[layout.Of(ch)] += cl.answeredBetween(ch, killedAt, restartAt)
+	}
+	t.Logf("fault 1: ops answered 200 per partition while %s was down: %v", leader, answered)
+	// The other partitions keep going: at least one op a second per channel (a channel's worker
+	// sends one op at a time, about five a second when nothing is down).
+	for p, n := range answered {
+		if want := perPartition()[p] * int(killedFor/time.Second); p != 1 && n < want {
+			t.Errorf("partition %d (its leaders on other nodes) took %d writes in the %s %s, the leader of %s, was down; want ≥ %d",
+				p, n, killedFor, leader, killedStream, want)
+		}
+	}
 	c.waitHealthy(2 * time.Minute)
 
 	t.Log("fault 2: kill and restart lifecycle replica 1 and dispatch replica 1")
@@ -163,10 +236,17 @@ func auditLog(t *testing.T, c *cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.LoadHorizon(t.Context(), js, bus.StreamEvents); err != nil {
-		t.Fatalf("audit: horizon: %v", err)
+	n, err := bus.StoredPartitions(t.Context(), js)
+	if err != nil || n != partitions {
+		t.Fatalf("audit: the store records %d partitions (%v), want %d", n, err, partitions)
 	}
-	rep, err := audit.Verify(t.Context(), nc, v, audit.Filter{}, nil)
+	layout := bus.NewLayout(n)
+	for _, s := range layout.EventsStreams() {
+		if err := v.LoadHorizon(t.Context(), js, s); err != nil {
+			t.Fatalf("audit: horizon of %s: %v", s, err)
+		}
+	}
+	rep, err := audit.Verify(t.Context(), nc, v, audit.Filter{Layout: layout}, nil)
 	if err != nil {
 		t.Fatalf("audit verify: %v", err)
 	}

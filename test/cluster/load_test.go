@@ -30,15 +30,16 @@ type loadClient struct {
 	http *http.Client
 
 	mu         sync.Mutex
-	unexpected []string    // answers other than 200/503
-	okTimes    []time.Time // when each 200 arrived
-	transport  int         // failed attempts without an answer
+	unexpected []string               // answers other than 200/503
+	okTimes    []time.Time            // when each 200 arrived
+	okByCh     map[string][]time.Time // the same, per channel of an event op
+	transport  int                    // failed attempts without an answer
 	answers503 int
 	codes503   map[string]int
 }
 
 func newClient(urls []string) *loadClient {
-	return &loadClient{codes503: map[string]int{}, urls: urls, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	return &loadClient{codes503: map[string]int{}, okByCh: map[string][]time.Time{}, urls: urls, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 }
 
 type envelope struct {
@@ -81,7 +82,7 @@ var errGaveUp = errors.New("gave up")
 
 // do sends an op until it is answered 200, alternating replicas, for at most maxAttempts
 // attempts over at most maxTime.
-func (c *loadClient) do(ctx context.Context, start int, path string, body []byte) (map[string]any, error) {
+func (c *loadClient) do(ctx context.Context, start int, path, ch string, body []byte) (map[string]any, error) {
 	const maxAttempts, maxTime = 60, 2 * time.Minute
 	deadline := time.Now().Add(maxTime)
 	backoff := 100 * time.Millisecond
@@ -91,6 +92,9 @@ func (c *loadClient) do(ctx context.Context, start int, path string, body []byte
 		switch status {
 		case http.StatusOK:
 			c.okTimes = append(c.okTimes, time.Now())
+			if ch != "" {
+				c.okByCh[ch] = append(c.okByCh[ch], time.Now())
+			}
 			c.mu.Unlock()
 			return data, nil
 		case http.StatusServiceUnavailable:
@@ -118,18 +122,18 @@ func (c *loadClient) do(ctx context.Context, start int, path string, body []byte
 func (c *loadClient) setup(ctx context.Context, channels int) (map[string][]string, error) {
 	devices := map[string][]string{}
 	for i := range channels {
-		d, err := c.do(ctx, i, "/channel/create", mustJSON(map[string]any{"channel_name": fmt.Sprint("load-", i), "password": "secret-123"}))
+		d, err := c.do(ctx, i, "/channel/create", "", mustJSON(map[string]any{"channel_name": fmt.Sprint("load-", i), "password": "secret-123"}))
 		if err != nil {
 			return nil, err
 		}
 		ch := d["channel_id"].(string)
 		for j := range 2 {
-			d, err := c.do(ctx, i+j, "/device/register", mustJSON(map[string]any{"platform": "web"}))
+			d, err := c.do(ctx, i+j, "/device/register", "", mustJSON(map[string]any{"platform": "web"}))
 			if err != nil {
 				return nil, err
 			}
 			key := d["device_key"].(string)
-			if _, err := c.do(ctx, i+j, "/channel/subscribe", mustJSON(map[string]any{"device_key": key, "channel_id": ch, "password": "secret-123"})); err != nil {
+			if _, err := c.do(ctx, i+j, "/channel/subscribe", "", mustJSON(map[string]any{"device_key": key, "channel_id": ch, "password": "secret-123"})); err != nil {
 				return nil, err
 			}
 			devices[ch] = append(devices[ch], key)
@@ -178,7 +182,7 @@ func (c *loadClient) run(ctx context.Context, channels []string, minOps int64, s
 					"attrs": map[string]any{"step": 0}})
 				ops = append(ops, create)
 				sent.Add(1)
-				d, err := c.do(ctx, w+e, "/event/create", create.body)
+				d, err := c.do(ctx, w+e, "/event/create", ch, create.body)
 				if err == nil {
 					create.acked, create.event = true, d["event_id"].(string)
 					create.version, create.applied, create.targets = int(d["version"].(float64)), d["applied"].(bool), targets(d)
@@ -192,7 +196,7 @@ func (c *loadClient) run(ctx context.Context, channels []string, minOps int64, s
 							"event_time": base + int64(u), "attrs": map[string]any{"step": u}})
 						ops = append(ops, o)
 						sent.Add(1)
-						d, err := c.do(ctx, w+e+u, "/event/"+o.route, o.body)
+						d, err := c.do(ctx, w+e+u, "/event/"+o.route, ch, o.body)
 						if err != nil {
 							break
 						}
@@ -214,6 +218,19 @@ func (c *loadClient) progress() (ok, unavailable, none int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.okTimes), c.answers503, c.transport
+}
+
+// answeredBetween counts the 200s to event ops on channel ch within [from, to].
+func (c *loadClient) answeredBetween(ch string, from, to time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, at := range c.okByCh[ch] {
+		if !at.Before(from) && !at.After(to) {
+			n++
+		}
+	}
+	return n
 }
 
 // maxStall is the longest time between two consecutive 200 answers (or from the start to the

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,7 @@ func startCluster(t *testing.T) *cluster {
 		"PUSHGO_LOG_PUBLIC_KEYS":  "/run/pushgo/log-ed25519.pub.pem",
 		"PUSHGO_SECRETS_KEY_FILE": "/run/pushgo/secrets.key",
 		"PUSHGO_REPLICAS":         "3",
+		"PUSHGO_PARTITIONS":       fmt.Sprint(partitions),
 		"PUSHGO_LOG_FORMAT":       "json",
 		// The load sets up 20 channels and 40 devices from one address at once; the other
 		// limits of a public gateway stay at their defaults.
@@ -340,5 +342,78 @@ func (c *cluster) reconnect(name string) {
 		EndpointConfig: &mobynet.EndpointSettings{Aliases: []string{name}}})
 	if err != nil {
 		c.t.Fatalf("reconnect %s: %v", name, err)
+	}
+}
+
+// vacate moves every leadership node holds to another node, except those of the streams in
+// keep and of their consumers: other streams (the inboxes, the outcome journal, the buckets,
+// other partitions) and the durable consumers of other streams. Those streams are shared by
+// every partition, so while their leader is away every partition waits for an election; an
+// operator moves them off a node before taking it down, and the fault suite does the same
+// before it kills one partition's leader. The meta leader is not moved (that needs the system
+// account); it serves the JetStream API, not publishes, gets or pulls.
+func (c *cluster) vacate(node string, keep ...string) {
+	c.t.Helper()
+	nc, js, err := c.connect()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer nc.Close()
+	stepDown := func(subject, preferred string) {
+		body := fmt.Sprintf(`{"placement":{"preferred":%q}}`, preferred)
+		if _, err := nc.Request(subject, []byte(body), 5*time.Second); err != nil {
+			c.t.Logf("vacate %s: %s: %v", node, subject, err)
+		}
+	}
+	other := func(replicas []*jetstream.PeerInfo) string {
+		for _, r := range replicas {
+			if r.Name != node && r.Current && !r.Offline {
+				return r.Name
+			}
+		}
+		return ""
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var held []string
+		ctx, cancel := context.WithTimeout(c.t.Context(), 10*time.Second)
+		names := js.StreamNames(ctx)
+		for name := range names.Name() {
+			if slices.Contains(keep, name) {
+				continue
+			}
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				held = append(held, name+": "+err.Error())
+				continue
+			}
+			if cl := st.CachedInfo().Cluster; cl != nil && cl.Leader == node {
+				held = append(held, name)
+				if to := other(cl.Replicas); to != "" {
+					stepDown("$JS.API.STREAM.LEADER.STEPDOWN."+name, to)
+				}
+			}
+			cons := st.ListConsumers(ctx)
+			for info := range cons.Info() {
+				if cl := info.Cluster; info.Config.Durable != "" && cl != nil && cl.Leader == node && len(cl.Replicas) > 0 {
+					held = append(held, name+"/"+info.Name)
+					if to := other(cl.Replicas); to != "" {
+						stepDown("$JS.API.CONSUMER.LEADER.STEPDOWN."+name+"."+info.Name, to)
+					}
+				}
+			}
+		}
+		cancel()
+		if len(held) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s still leads %v after a minute", node, held)
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-c.t.Context().Done():
+			c.t.Fatal(c.t.Context().Err())
+		}
 	}
 }

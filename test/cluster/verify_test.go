@@ -27,25 +27,29 @@ func (r *report) problem(format string, args ...any) {
 	}
 }
 
-// settle waits until every command is folded and every domain event dispatched.
+// settle waits until every command of every partition is folded and every domain event
+// dispatched.
 func settle(ctx context.Context, js jetstream.JetStream, within time.Duration) error {
+	layout := bus.NewLayout(partitions)
 	deadline := time.Now().Add(within)
 	var last error
 	for time.Now().Before(deadline) {
 		last = func() error {
-			folder, err := js.Consumer(ctx, bus.StreamCommands, bus.ConsumerLifecycle)
-			if err != nil {
-				return err
-			}
-			if info := folder.CachedInfo(); info.NumPending > 0 || info.NumAckPending > 0 {
-				return fmt.Errorf("lifecycle: %d commands pending, %d unacked", info.NumPending, info.NumAckPending)
-			}
-			cons, err := js.Consumer(ctx, bus.StreamEvents, bus.ConsumerDispatch)
-			if err != nil {
-				return err
-			}
-			if info := cons.CachedInfo(); info.NumPending > 0 || info.NumAckPending > 0 {
-				return fmt.Errorf("dispatch: %d pending, %d unacked", info.NumPending, info.NumAckPending)
+			for p := range layout.Partitions() {
+				folder, err := js.Consumer(ctx, layout.CommandsStream(p), bus.ConsumerLifecycle)
+				if err != nil {
+					return err
+				}
+				if info := folder.CachedInfo(); info.NumPending > 0 || info.NumAckPending > 0 {
+					return fmt.Errorf("lifecycle, partition %d: %d commands pending, %d unacked", p, info.NumPending, info.NumAckPending)
+				}
+				cons, err := js.Consumer(ctx, layout.EventsStream(p), bus.ConsumerDispatch)
+				if err != nil {
+					return err
+				}
+				if info := cons.CachedInfo(); info.NumPending > 0 || info.NumAckPending > 0 {
+					return fmt.Errorf("dispatch, partition %d: %d pending, %d unacked", p, info.NumPending, info.NumAckPending)
+				}
 			}
 			return nil
 		}()
@@ -77,7 +81,7 @@ func verify(ctx context.Context, nc *nats.Conn, ops []*op, devices map[string][]
 	for _, evOps := range byEvent {
 		ch, ev := evOps[0].channel, evOps[0].event
 		var history []*busv1.EventRecorded
-		err := bus.LeaderRange(ctx, nc, bus.StreamEvents, bus.EventSubject(ch, ev), 1, 0, func(m *bus.Msg) error {
+		err := bus.LeaderRange(ctx, nc, bus.NewLayout(partitions).EventsStreamOf(ch), bus.NewLayout(partitions).EventSubject(ch, ev), 1, 0, func(m *bus.Msg) error {
 			rec := &busv1.EventRecorded{}
 			if err := proto.Unmarshal(m.Data, rec); err != nil {
 				return err

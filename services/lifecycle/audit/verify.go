@@ -117,7 +117,7 @@ func follows(ctx context.Context, nc *nats.Conn, v *logsign.Verifier, prev, e *l
 	if prev != nil || e.Rec.GetPrevSeq() == 0 {
 		return v.Follows(prev, e)
 	}
-	first, err := bus.FirstSeq(ctx, nc, bus.StreamEvents)
+	first, err := bus.FirstSeq(ctx, nc, bus.EventsStreamOfSubject(e.Subject))
 	if err != nil {
 		return err
 	}

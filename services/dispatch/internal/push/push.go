@@ -76,6 +76,9 @@ type Config struct {
 	// Verifier opens every domain event before it is pushed (proto/logsign); nil checks
 	// nothing (a deployment without log keys).
 	Verifier *logsign.Verifier
+	// Layout is the log's partitions: each event lives in its channel's events stream. The
+	// zero Layout is one.
+	Layout bus.Layout
 	// Secrets opens the devices' sealed webhook secrets (nil: only clear ones are usable). A
 	// secret that does not open is never used to sign: that target fails with
 	// webhook_secret_unreadable, and the reason is logged.
@@ -102,7 +105,7 @@ type Handler struct {
 	js      jetstream.JetStream
 	ops     jetstream.KeyValue
 	journal *bus.Journal
-	events  jetstream.Stream
+	events  []jetstream.Stream // by partition
 	dir     targets
 	hooks   *webhookSender
 	log     *slog.Logger
@@ -117,9 +120,13 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 	if err != nil {
 		return nil, fmt.Errorf("ops bucket: %w", err)
 	}
-	events, err := js.Stream(ctx, bus.StreamEvents)
-	if err != nil {
-		return nil, fmt.Errorf("events stream: %w", err)
+	var events []jetstream.Stream
+	for _, name := range cfg.Layout.EventsStreams() {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("events stream %s: %w", name, err)
+		}
+		events = append(events, s)
 	}
 	return &Handler{cfg: cfg, js: js, ops: ops, journal: bus.NewJournal(js, log), events: events, dir: dir, hooks: newWebhookSender(cfg),
 		log: log, now: time.Now, recent: logsign.NewRecent(recentEvents)}, nil
@@ -225,7 +232,7 @@ func (h *Handler) open(ctx context.Context, subject string, seq uint64, data []b
 		return e, err
 	}
 	err = bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
-		return h.recent.Check(ctx, h.cfg.Verifier, h.js.Conn(), bus.StreamEvents, e)
+		return h.recent.Check(ctx, h.cfg.Verifier, h.js.Conn(), bus.EventsStreamOfSubject(subject), e)
 	})
 	if err != nil {
 		return nil, err
@@ -275,7 +282,7 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 	}
 	var msg *jetstream.RawStreamMsg
 	err = bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
-		msg, err = h.events.GetMsg(ctx, prior.GetEventSeq())
+		msg, err = h.events[h.cfg.Layout.Of(req.GetChannelId())].GetMsg(ctx, prior.GetEventSeq())
 		return err
 	})
 	if err != nil {

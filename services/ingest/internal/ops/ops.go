@@ -46,6 +46,9 @@ type Config struct {
 	// RetryBudget is how long a broker call is retried with the same idempotency key before
 	// the request is answered 503 unavailable; it must outlast a leader election.
 	RetryBudget time.Duration
+	// Layout is the store's partitions: each command goes to its channel's commands stream.
+	// The zero Layout is one.
+	Layout bus.Layout
 }
 
 // Submitter runs ops. It is safe for concurrent use; Close it to drop its subscription.
@@ -182,8 +185,8 @@ func (s *Submitter) publish(ctx context.Context, op Op, commandID string) error 
 	}
 	msgID := bus.DedupeID(commandID, cmd.GetEnvelope().GetId())
 	err = s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.js.Publish(ctx, bus.CommandSubject(op.ChannelID, op.EventID), data, jetstream.WithMsgID(msgID),
-			jetstream.WithExpectStream(bus.StreamCommands))
+		_, err := s.js.Publish(ctx, s.cfg.Layout.CommandSubject(op.ChannelID, op.EventID), data, jetstream.WithMsgID(msgID),
+			jetstream.WithExpectStream(s.cfg.Layout.CommandsStreamOf(op.ChannelID)))
 		return err
 	})
 	if err != nil {

@@ -23,19 +23,21 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 )
 
-// Reader reads PUSHGO_EVENTS. Every entry it answers from is opened with the log's verifier
+// Reader reads PUSHGO_EVENTS (each channel's partition of it). Every entry it answers from is opened with the log's verifier
 // first (proto/logsign): one that fails is logged, counted by the verifier and answered 500
 // integrity_error. It is safe for concurrent use.
 type Reader struct {
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	v   *logsign.Verifier
-	log *slog.Logger
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	v      *logsign.Verifier
+	log    *slog.Logger
+	layout bus.Layout
 }
 
-// New returns a reader over an open connection; v checks what it reads (nil: nothing).
-func New(nc *nats.Conn, js jetstream.JetStream, v *logsign.Verifier, log *slog.Logger) *Reader {
-	return &Reader{nc: nc, js: js, v: v, log: log}
+// New returns a reader over an open connection; v checks what it reads (nil: nothing). Each
+// channel's events are read from its partition's stream (l).
+func New(nc *nats.Conn, js jetstream.JetStream, v *logsign.Verifier, l bus.Layout, log *slog.Logger) *Reader {
+	return &Reader{nc: nc, js: js, v: v, log: log, layout: l}
 }
 
 // Get returns the current state of an event, read from the stream leader so that it reflects
@@ -43,7 +45,8 @@ func New(nc *nats.Conn, js jetstream.JetStream, v *logsign.Verifier, log *slog.L
 // checked in its place (its authenticator, and that it follows the entry before it with
 // nothing between: logsign.Verifier.CheckPlace).
 func (r *Reader) Get(ctx context.Context, channelID, eventID string) (*apiv1.Event, error) {
-	m, err := bus.LastMsg(ctx, r.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID))
+	stream := r.layout.EventsStreamOf(channelID)
+	m, err := bus.LastMsg(ctx, r.nc, stream, r.layout.EventSubject(channelID, eventID))
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil, notFound(eventID)
 	}
@@ -54,7 +57,7 @@ func (r *Reader) Get(ctx context.Context, channelID, eventID string) (*apiv1.Eve
 	if err != nil {
 		return nil, err
 	}
-	if err := r.v.CheckPlace(ctx, r.nc, bus.StreamEvents, e, nil); err != nil {
+	if err := r.v.CheckPlace(ctx, r.nc, stream, e, nil); err != nil {
 		return nil, r.failed(err)
 	}
 	return e.Rec.GetState(), nil
@@ -84,7 +87,8 @@ func (r *Reader) failed(err error) error {
 func (r *Reader) History(ctx context.Context, channelID, eventID string) (*apiv1.EventHistory, error) {
 	h := &apiv1.EventHistory{EventId: eventID}
 	var prev *logsign.Entry
-	err := bus.History(ctx, r.nc, bus.StreamEvents, bus.EventSubject(channelID, eventID), 1, func(m *bus.Msg) error {
+	stream := r.layout.EventsStreamOf(channelID)
+	err := bus.History(ctx, r.nc, stream, r.layout.EventSubject(channelID, eventID), 1, func(m *bus.Msg) error {
 		e, err := r.open(m)
 		if err != nil {
 			return err
@@ -92,7 +96,7 @@ func (r *Reader) History(ctx context.Context, channelID, eventID string) (*apiv1
 		// Each entry must follow the one before it: a removed, moved or replayed entry breaks
 		// the chain. The oldest held may follow one that expired with the retention.
 		if prev == nil && e.Rec.GetPrevSeq() > 0 && r.v != nil {
-			first, err := bus.FirstSeq(ctx, r.nc, bus.StreamEvents)
+			first, err := bus.FirstSeq(ctx, r.nc, stream)
 			if err != nil {
 				return err
 			}
@@ -147,7 +151,7 @@ func (r *Reader) List(ctx context.Context, q Query) (*apiv1.ListEventsResponse, 
 	var events []*apiv1.Event
 	// Each head's authenticator is checked; its place is not (two reads per event), get and
 	// history check that.
-	err = bus.LastPerSubject(ctx, r.nc, r.js, bus.StreamEvents, bus.ChannelEventSubjects(q.ChannelID), func(m *bus.Msg) error {
+	err = bus.LastPerSubject(ctx, r.nc, r.js, r.layout.EventsStreamOf(q.ChannelID), r.layout.ChannelEventSubjects(q.ChannelID), func(m *bus.Msg) error {
 		e, err := r.open(m)
 		if err != nil {
 			return err

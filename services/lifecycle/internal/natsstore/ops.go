@@ -101,7 +101,7 @@ func (s *Store) entryAt(ctx context.Context, subject string, seq uint64) (*logsi
 	var m *bus.Msg
 	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
-		m, err = bus.LeaderMsg(ctx, s.nc, bus.StreamEvents, seq)
+		m, err = bus.LeaderMsg(ctx, s.nc, bus.EventsStreamOfSubject(subject), seq)
 		return err
 	})
 	if errors.Is(err, bus.ErrNotFound) {
@@ -125,7 +125,7 @@ func (s *Store) entryAt(ctx context.Context, subject string, seq uint64) (*logsi
 // lifecycle's and prove nothing.
 func (s *Store) scan(ctx context.Context, subject string, from uint64, fn func(*logsign.Entry) error) error {
 	return bus.Retry(ctx, s.budget, func(ctx context.Context) error {
-		return bus.LeaderRange(ctx, s.nc, bus.StreamEvents, subject, from, 0, func(m *bus.Msg) error {
+		return bus.LeaderRange(ctx, s.nc, bus.EventsStreamOfSubject(subject), subject, from, 0, func(m *bus.Msg) error {
 			e, err := s.verifier.Open(m.Subject, m.Seq, m.Data)
 			if errors.Is(err, logsign.ErrIntegrity) {
 				return nil

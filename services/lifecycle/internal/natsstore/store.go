@@ -1,4 +1,5 @@
-// Package natsstore is the event store on JetStream: one subject per event in PUSHGO_EVENTS,
+// Package natsstore is the event store on JetStream: one subject per event in PUSHGO_EVENTS
+// (or its channel's partition of it, bus.Layout),
 // the head message carrying the full state. It loads heads from the stream leader, appends with
 // optimistic concurrency (ExpectLastSequencePerSubject) and Nats-Msg-Id, and converts between
 // the stored protobuf and the pure fold's types.
@@ -38,13 +39,19 @@ type Store struct {
 	// leader; replicated streams are read from the leader.
 	direct bool
 	heads  *headCache // nil: every Head reads the stream
+	layout bus.Layout
 }
 
 // New returns a store over an open connection; direct says the event stream has one replica.
 // signer seals what it appends and verifier checks the heads it reads (both nil: neither).
+// The store has one partition unless SetLayout says otherwise.
 func New(nc *nats.Conn, js jetstream.JetStream, budget time.Duration, direct bool, signer *logsign.Signer, verifier *logsign.Verifier) *Store {
 	return &Store{nc: nc, js: js, budget: budget, direct: direct, signer: signer, verifier: verifier}
 }
+
+// SetLayout sets the store's partitions: each event lives in its channel's events stream.
+// Call it before the store is used.
+func (s *Store) SetLayout(l bus.Layout) { s.layout = l }
 
 // CacheHeads makes the store remember the head it appended last for up to n recently changed
 // events and answer Head from it. That saves a read per op when this instance is the only one
@@ -60,17 +67,18 @@ func (s *Store) CacheHeads(n int) {
 // from the stream is opened and its place checked (logsign): one that fails is an error
 // wrapping logsign.ErrIntegrity, never folded on. The returned entry must not be modified.
 func (s *Store) Head(ctx context.Context, channelID, eventID string) (*logsign.Entry, error) {
-	subject := bus.EventSubject(channelID, eventID)
+	subject := s.layout.EventSubject(channelID, eventID)
 	if h, ok := s.heads.get(subject); ok {
 		return h, nil
 	}
+	stream := s.layout.EventsStreamOf(channelID)
 	var m *bus.Msg
 	err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
 		if s.direct {
-			m, err = bus.DirectLastMsg(ctx, s.nc, bus.StreamEvents, subject)
+			m, err = bus.DirectLastMsg(ctx, s.nc, stream, subject)
 		} else {
-			m, err = bus.LastMsg(ctx, s.nc, bus.StreamEvents, subject)
+			m, err = bus.LastMsg(ctx, s.nc, stream, subject)
 		}
 		return err
 	})
@@ -85,7 +93,7 @@ func (s *Store) Head(ctx context.Context, channelID, eventID string) (*logsign.E
 		return nil, err
 	}
 	if err := bus.Retry(ctx, s.budget, func(ctx context.Context) error {
-		return s.verifier.CheckPlace(ctx, s.nc, bus.StreamEvents, e, nil)
+		return s.verifier.CheckPlace(ctx, s.nc, stream, e, nil)
 	}); err != nil {
 		return nil, err
 	}
@@ -112,14 +120,14 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, head *logs
 	if head != nil {
 		lastSeq = head.Seq
 	}
-	subject := bus.EventSubject(env.GetChannelId(), env.GetEventId())
+	subject := s.layout.EventSubject(env.GetChannelId(), env.GetEventId())
 	var ack *jetstream.PubAck
 	err = bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
 		ack, err = s.js.Publish(ctx, subject, data,
 			jetstream.WithMsgID(bus.DedupeID(rec.GetCommandId(), env.GetId())),
 			jetstream.WithExpectLastSequencePerSubject(lastSeq),
-			jetstream.WithExpectStream(bus.StreamEvents))
+			jetstream.WithExpectStream(s.layout.EventsStreamOf(env.GetChannelId())))
 		return err
 	})
 	if err != nil {
