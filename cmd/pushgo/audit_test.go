@@ -140,8 +140,10 @@ func TestAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var firstOfOther []byte
+	var otherEvent string
 	for _, l := range lines {
 		if l.ChannelID == other {
+			otherEvent = l.EventID
 			m, err := bus.LeaderMsg(t.Context(), g.natsConn(t, "ingest"), g.layout().EventsStreamOf(other), l.Seq)
 			if err != nil {
 				t.Fatal(err)
@@ -149,7 +151,7 @@ func TestAudit(t *testing.T) {
 			firstOfOther = m.Data
 		}
 	}
-	replay, err := js.Publish(t.Context(), g.layout().EventSubject(other, lines[8].EventID), firstOfOther)
+	replay, err := js.Publish(t.Context(), g.layout().EventSubject(other, otherEvent), firstOfOther)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -405,7 +405,9 @@ func (g *gateway) hook(t *testing.T, h *hookReceiver, ch string) string {
 // exactly once more while the device's inbox is not touched again.
 func TestWebhookFailureIs503AndReplayRedrivesOnlyTheFailed(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t, gatewayOpts{allowPrivate: true, dispatchWait: 2 * time.Second})
+	// A replay while the webhook still fails retries it for the whole delivery budget (4/5 of
+	// the wait) before answering: the wait leaves room for a busy machine under -race.
+	g := startGateway(t, gatewayOpts{allowPrivate: true, dispatchWait: 4 * time.Second})
 	ch := g.channel(t)
 	phone := g.device(t, "")
 	g.subscribe(t, phone, ch)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +59,11 @@ type Options struct {
 	// Partitions splits the commands and the events into this many streams each (Layout); 0
 	// is one. A store keeps the count it was made with (MetaPartitions).
 	Partitions int
+	// EventsCreateMetadata, when set, gives metadata for an events stream being created
+	// (lifecycle: the log's signing horizon, so that no configuration update follows the
+	// creation while other services create their consumers on it). Not applied to existing
+	// streams.
+	EventsCreateMetadata func(stream string) map[string]string
 	// ConfirmShorterRetention lets Provision shorten the retention of an existing event store
 	// (or give a limit to one kept for ever), which deletes the history beyond it. Without it
 	// Provision refuses with a *RetentionError: history is never shortened silently.
@@ -249,6 +255,13 @@ func provision(ctx context.Context, js jetstream.JetStream, o Options, owned fun
 					return &PartitionsError{Store: n, Flag: o.Partitions}
 				}
 			}
+			if err != nil && isEvents(cfg.Name) && o.EventsCreateMetadata != nil {
+				cfg.Metadata = maps.Clone(cfg.Metadata)
+				if cfg.Metadata == nil {
+					cfg.Metadata = map[string]string{}
+				}
+				maps.Copy(cfg.Metadata, o.EventsCreateMetadata(cfg.Name))
+			}
 			if err == nil {
 				old := s.CachedInfo().Config
 				// JetStream cannot change a retention policy to or from work queue: a
@@ -260,6 +273,11 @@ func provision(ctx context.Context, js jetstream.JetStream, o Options, owned fun
 				}
 				// Metadata written since (the log's signing horizon) stays.
 				cfg.Metadata = old.Metadata
+				if sameStreamConfig(cfg, old) {
+					// Nothing to change: no update, which would race (in nats-server) with
+					// other services creating their consumers on the stream at start.
+					return nil
+				}
 			}
 			_, err = js.CreateOrUpdateStream(ctx, cfg)
 			return err
@@ -357,6 +375,17 @@ func retryProvision(ctx context.Context, f func() error) error {
 		}
 	}
 	return err
+}
+
+// sameStreamConfig reports whether an existing stream's configuration already has every
+// field provisioning sets.
+func sameStreamConfig(want, have jetstream.StreamConfig) bool {
+	return want.Description == have.Description && slices.Equal(want.Subjects, have.Subjects) &&
+		want.Retention == have.Retention && want.Storage == have.Storage && want.Replicas == have.Replicas &&
+		want.MaxAge == have.MaxAge && want.Duplicates == have.Duplicates && want.DenyDelete == have.DenyDelete &&
+		want.DenyPurge == have.DenyPurge && want.AllowDirect == have.AllowDirect &&
+		max(want.MaxMsgsPerSubject, 0) == max(have.MaxMsgsPerSubject, 0) && // the server reports "none" as -1
+		maps.Equal(want.Metadata, have.Metadata)
 }
 
 // isEvents reports whether stream is an events stream (of any partition).

@@ -69,6 +69,13 @@ func (v *Verifier) LoadHorizon(ctx context.Context, js jetstream.JetStream, stre
 	return nil
 }
 
+// Horizon is the MetaSignedFrom value saying that stream is signed by s from seq on. A stream
+// created empty by a signing lifecycle gets Horizon(stream, 1) in its creation config
+// (bus.Options.EventsCreateMetadata), so that EnsureHorizon finds it and updates nothing.
+func (s *Signer) Horizon(stream string, seq uint64) string {
+	return fmt.Sprintf("%d %s %s", seq, s.ID(), base64.StdEncoding.EncodeToString(ed25519.Sign(s.priv, horizonText(stream, seq))))
+}
+
 // ErrNoHorizon reports a stream without a signing horizon.
 var ErrNoHorizon = errors.New("log has no signing horizon")
 
@@ -96,8 +103,7 @@ func (v *Verifier) EnsureHorizon(ctx context.Context, js jetstream.JetStream, st
 	if cfg.Metadata == nil {
 		cfg.Metadata = map[string]string{}
 	}
-	cfg.Metadata[MetaSignedFrom] = fmt.Sprintf("%d %s %s", seq, s.ID(),
-		base64.StdEncoding.EncodeToString(ed25519.Sign(s.priv, horizonText(stream, seq))))
+	cfg.Metadata[MetaSignedFrom] = s.Horizon(stream, seq)
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("set the log's signing horizon: %w", err)
 	}

@@ -107,6 +107,20 @@ func (s *Signer) Seal(rec *busv1.EventRecorded, prev *Entry) ([]byte, error) {
 	return data, nil
 }
 
+// Appended tells the signer's memo (SetMemo) that data, which it sealed, was stored at seq on
+// subject by a publish that expected the entry its seal names as prev (nothing, for an
+// event's first) to be the subject's last. That publish succeeding proves the entry's place:
+// the entry before it is the one it names and nothing lies between, and the log denies
+// deletes, so it stays so. Readers of this process then skip the place check for those bytes
+// read at exactly that subject and sequence (Entry.Placed). Call it only for a publish that
+// stored the message (not one answered as a duplicate of an earlier one).
+func (s *Signer) Appended(data []byte, subject string, seq uint64) {
+	if s == nil || s.memo == nil {
+		return
+	}
+	s.memo.appended(sha256.Sum256(data), place{subject: subject, seq: seq})
+}
+
 // ErrIntegrity is wrapped by every error that reports an entry failing its checks.
 var ErrIntegrity = errors.New("log integrity check failed")
 
@@ -137,6 +151,10 @@ type Entry struct {
 	// Signed is false for an entry written before the log was signed (below the horizon), or
 	// when the verifier checks nothing.
 	Signed bool
+	// Placed: these bytes were sealed and appended by this process at exactly this subject and
+	// sequence with a conditional publish (Signer.Appended), which proves their place in the
+	// chain; CheckPlace has nothing to read.
+	Placed bool
 }
 
 // Verifier opens entries. The nil Verifier checks nothing (a deployment without log keys):
@@ -263,8 +281,9 @@ func (v *Verifier) Open(subject string, seq uint64, data []byte) (*Entry, error)
 		return nil, v.broken(subject, seq, fmt.Sprintf("signed with unknown key %q", id))
 	}
 	if v.memo != nil {
-		if sum := sha256.Sum256(data); v.memo.has(sum) {
+		if p, ok := v.memo.lookup(sha256.Sum256(data)); ok {
 			e.Signed = true // these very bytes were signed here
+			e.Placed = p.seq == seq && p.subject == subject
 			return e, nil
 		}
 	}

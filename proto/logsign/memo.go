@@ -12,16 +12,24 @@ import (
 // a tenth of the server's CPU per op). Nothing but a Signer adds to it, and only what it
 // signed: bytes read from the broker that match were signed here, whoever stored them, and
 // everything else (an entry forged, altered, or sealed by another process) is verified as
-// before. Where an entry sits in its chain is still checked by the readers; the memo stands in
-// for the signature check alone.
+// before. Where an entry sits in its chain is checked by the readers, unless the memo also
+// knows where the entry was appended (Signer.Appended): an entry read at exactly that subject
+// and sequence stands where its conditional append put it (see Entry.Placed); a copy of its
+// bytes anywhere else does not.
 //
 // It holds the last n hashes (32 bytes each), first in first out. It is safe for concurrent
 // use; a nil *Memo remembers nothing.
 type Memo struct {
 	mu   sync.Mutex
-	set  map[[sha256.Size]byte]struct{}
+	set  map[[sha256.Size]byte]place
 	ring [][sha256.Size]byte
 	next int
+}
+
+// place is where a sealed entry was appended (zero until Signer.Appended says).
+type place struct {
+	subject string
+	seq     uint64
 }
 
 // DefaultMemoSize covers what dispatch and the readers open soon after lifecycle signs it, at
@@ -33,7 +41,7 @@ func NewMemo(n int) *Memo {
 	if n <= 0 {
 		n = DefaultMemoSize
 	}
-	return &Memo{set: make(map[[sha256.Size]byte]struct{}, n), ring: make([][sha256.Size]byte, 0, n)}
+	return &Memo{set: make(map[[sha256.Size]byte]place, n), ring: make([][sha256.Size]byte, 0, n)}
 }
 
 func (m *Memo) add(sum [sha256.Size]byte) {
@@ -52,15 +60,29 @@ func (m *Memo) add(sum [sha256.Size]byte) {
 		m.ring[m.next] = sum
 		m.next = (m.next + 1) % len(m.ring)
 	}
-	m.set[sum] = struct{}{}
+	m.set[sum] = place{}
 }
 
-func (m *Memo) has(sum [sha256.Size]byte) bool {
+// appended records where a sealed entry was stored; nothing when it was not sealed here (or
+// has left the memo).
+func (m *Memo) appended(sum [sha256.Size]byte, p place) {
 	if m == nil {
-		return false
+		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, ok := m.set[sum]
-	return ok
+	if _, ok := m.set[sum]; ok {
+		m.set[sum] = p
+	}
+}
+
+// lookup reports whether the entry was sealed here and where it was appended, if known.
+func (m *Memo) lookup(sum [sha256.Size]byte) (place, bool) {
+	if m == nil {
+		return place{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.set[sum]
+	return p, ok
 }

@@ -107,12 +107,63 @@ func TestMemoForgetsTheOldest(t *testing.T) {
 	m.add(b)
 	m.add(b) // already held: no second place
 	m.add(c)
-	if m.has(a) || !m.has(b) || !m.has(c) {
-		t.Fatalf("after a, b, c in a memo of 2: a %v b %v c %v", m.has(a), m.has(b), m.has(c))
+	has := func(m *Memo, sum [sha256.Size]byte) bool { _, ok := m.lookup(sum); return ok }
+	if has(m, a) || !has(m, b) || !has(m, c) {
+		t.Fatalf("after a, b, c in a memo of 2: a %v b %v c %v", has(m, a), has(m, b), has(m, c))
 	}
 	var none *Memo
 	none.add(a)
-	if none.has(a) {
+	if has(none, a) {
 		t.Fatal("a nil memo remembers")
+	}
+}
+
+// TestMemoPlaced: an entry sealed and appended here is Placed when read at exactly the
+// subject and sequence of its append, and only then; bytes not sealed here are not made so.
+func TestMemoPlaced(t *testing.T) {
+	t.Parallel()
+	_, priv := memoKey(t)
+	memo := NewMemo(0)
+	s := NewSigner(priv)
+	s.SetMemo(memo)
+	v := NewVerifier(s.Public())
+	v.SetMemo(memo)
+	sealed, err := s.Seal(memoEntry("running"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(subject string, seq uint64, data []byte) *Entry {
+		t.Helper()
+		e, err := v.Open(subject, seq, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if e := open("pushgo.evt.c.e", 7, sealed); !e.Signed || e.Placed {
+		t.Fatalf("sealed, not yet appended: signed %v placed %v", e.Signed, e.Placed)
+	}
+	s.Appended(sealed, "pushgo.evt.c.e", 7)
+	for _, c := range []struct {
+		subject string
+		seq     uint64
+		placed  bool
+	}{
+		{"pushgo.evt.c.e", 7, true},
+		{"pushgo.evt.c.e", 9, false},   // a copy replayed later in the stream
+		{"pushgo.evt_1.c.e", 7, false}, // a copy in another partition's stream
+	} {
+		if e := open(c.subject, c.seq, sealed); !e.Signed || e.Placed != c.placed {
+			t.Errorf("%s seq %d: signed %v placed %v, want placed %v", c.subject, c.seq, e.Signed, e.Placed, c.placed)
+		}
+	}
+	other := NewSigner(priv) // the same key, no memo: its entries are verified, never placed
+	foreign, err := other.Seal(memoEntry("elsewhere"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Appended(foreign, "pushgo.evt.c.x", 3)
+	if e := open("pushgo.evt.c.x", 3, foreign); !e.Signed || e.Placed {
+		t.Fatalf("bytes sealed elsewhere: signed %v placed %v", e.Signed, e.Placed)
 	}
 }

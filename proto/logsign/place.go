@@ -16,10 +16,11 @@ import (
 // follows (Follows), and no entry of the event lies between the two. (For an event's first
 // entry: none lies before it.) That finds a removed entry and an old entry replayed after
 // newer ones, which Open alone cannot, for two reads. An unsigned entry below the horizon is
-// not checked. Read failures are returned as they are, not as integrity errors. known, when
-// it is the entry at e's prev_seq already opened by the caller, saves reading it.
+// not checked, nor one whose place its own append proved (Entry.Placed). Read failures are
+// returned as they are, not as integrity errors. known, when it is the entry at e's prev_seq
+// already opened by the caller, saves reading it.
 func (v *Verifier) CheckPlace(ctx context.Context, nc *nats.Conn, stream string, e, known *Entry) error {
-	if v == nil || !e.Signed {
+	if v == nil || !e.Signed || e.Placed {
 		return nil
 	}
 	var prev *Entry

@@ -108,6 +108,47 @@ func TestCheckPlace(t *testing.T) {
 	if err := recent.Check(t.Context(), v, nc, "T", publish(c[3].Data)); !errors.Is(err, logsign.ErrIntegrity) {
 		t.Fatalf("Recent, a copy of version 4 after version 4: %v, want an integrity error", err)
 	}
+	// With a memo shared with the signer (pushgo serve), the entry its conditional append
+	// placed is taken as placed (nothing is read: a stream that does not exist would fail the
+	// read), while a copy of the same bytes replayed later is still checked, and caught.
+	memo := logsign.NewMemo(0)
+	ms := s
+	ms.SetMemo(memo)
+	mv := logsign.NewVerifier(s.Public())
+	mv.SetSignedFrom(1)
+	mv.SetMemo(memo)
+	last, err := bus.LastMsg(t.Context(), nc, "T", subj) // the copy of version 4 published above
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := v.Open(subj, last.Seq, last.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifth, err := ms.Seal(entry(5, true, "running"), head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(t.Context(), subj, fifth, jetstream.WithExpectLastSequencePerSubject(head.Seq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms.Appended(fifth, subj, ack.Sequence)
+	placed, err := mv.Open(subj, ack.Sequence, fifth)
+	if err != nil || !placed.Placed {
+		t.Fatalf("the appended entry: %v, placed %v", err, placed != nil && placed.Placed)
+	}
+	if err := mv.CheckPlace(t.Context(), nc, "NO_SUCH_STREAM", placed, nil); err != nil {
+		t.Fatalf("CheckPlace of a placed entry read the stream: %v", err)
+	}
+	copied := publish(fifth)
+	again, err := mv.Open(subj, copied.Seq, fifth)
+	if err != nil || again.Placed {
+		t.Fatalf("a replayed copy: %v, placed %v", err, again != nil && again.Placed)
+	}
+	if err := mv.CheckPlace(t.Context(), nc, "T", again, nil); !errors.Is(err, logsign.ErrIntegrity) {
+		t.Fatalf("a replayed copy of a placed entry: CheckPlace = %v, want an integrity error", err)
+	}
 	broken("version 2 republished after the head", publish(c[1].Data))
 	broken("version 1 republished after the head", publish(c[0].Data))
 	st, err := js.Stream(t.Context(), "T")

@@ -102,6 +102,17 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
+	signer, verifier, err := logsign.Load(cfg.LogKeyFile, cfg.LogPublicKeys)
+	if err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
+	if signer != nil {
+		// A log stream made now is signed from its first entry: its horizon goes in the
+		// creation config, so no update follows while dispatch creates its consumer on it.
+		cfg.Bus.EventsCreateMetadata = func(stream string) map[string]string {
+			return map[string]string{logsign.MetaSignedFrom: signer.Horizon(stream, 1)}
+		}
+	}
 	if err := bus.ProvisionRole(ctx, js, cfg.Bus, bus.RoleLifecycle, log); err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
@@ -125,10 +136,6 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	ops, err := js.KeyValue(ctx, bus.BucketOps)
 	if err != nil {
 		return fmt.Errorf("lifecycle: ops bucket: %w", err)
-	}
-	signer, verifier, err := logsign.Load(cfg.LogKeyFile, cfg.LogPublicKeys)
-	if err != nil {
-		return fmt.Errorf("lifecycle: %w", err)
 	}
 	verifier.SetDirect(cfg.Bus.Replicas <= 1) // an R1 log's only replica is its leader
 	signer.SetMemo(deps.LogMemo)

@@ -139,6 +139,9 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, head *logs
 		}
 		return 0, fmt.Errorf("append %s: %w", env.GetId(), err)
 	}
+	if !ack.Duplicate {
+		s.signer.Appended(data, subject, ack.Sequence) // its place is proven: the publish expected lastSeq
+	}
 	s.heads.put(subject, &logsign.Entry{Subject: subject, Seq: ack.Sequence, Data: data, Rec: rec, Signed: s.signer != nil})
 	return ack.Sequence, nil
 }
