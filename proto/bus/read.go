@@ -129,12 +129,22 @@ type msgGetRequest struct {
 	StartTime *time.Time `json:"start_time,omitempty"`
 }
 
+// leaderGetWait bounds one leader get when the caller's context has no deadline: a request
+// that reached a leader stepping down is never answered. (The services' calls run under
+// Retry, whose attempts are shorter.)
+const leaderGetWait = 5 * time.Second
+
 // leaderGet is one $JS.API.STREAM.MSG.GET request (answered by the stream leader).
 func leaderGet(ctx context.Context, nc *nats.Conn, stream string, req msgGetRequest) (*Msg, error) {
 	what := req.LastFor + req.NextFor
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, leaderGetWait)
+		defer cancel()
 	}
 	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
 	if err != nil {

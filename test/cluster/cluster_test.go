@@ -186,6 +186,7 @@ func TestClusterFaults(t *testing.T) {
 	ops := <-loadDone
 	stall := cl.maxStall(loadStart)
 	loadTime := time.Since(loadStart)
+	t.Logf("load ended after %s", loadTime.Round(time.Second))
 
 	nc, js, err := c.connect()
 	if err != nil {
@@ -195,6 +196,7 @@ func TestClusterFaults(t *testing.T) {
 	if err := settle(ctx, js, 2*time.Minute); err != nil {
 		t.Fatalf("the cluster did not settle: %v", err)
 	}
+	t.Logf("settled after %s", time.Since(loadStart).Round(time.Second))
 	r, err := verify(ctx, nc, ops, devices)
 	if err != nil {
 		t.Fatalf("verify: %v", err)

@@ -35,6 +35,8 @@ func settle(ctx context.Context, js jetstream.JetStream, within time.Duration) e
 	var last error
 	for time.Now().Before(deadline) {
 		last = func() error {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
 			for p := range layout.Partitions() {
 				folder, err := js.Consumer(ctx, layout.CommandsStream(p), bus.ConsumerLifecycle)
 				if err != nil {
@@ -65,6 +67,20 @@ func settle(ctx context.Context, js jetstream.JetStream, within time.Duration) e
 	return last
 }
 
+// readAll runs a read of a whole subject from the leader again from its start until it
+// completes (at most 10 attempts): a request that reached a leader stepping down (lifecycle
+// moves leaders after the faults) is never answered; each get gives up after 5 s (bus), and
+// the read starts over.
+func readAll(ctx context.Context, read func(context.Context) error) error {
+	var err error
+	for range 10 {
+		if err = read(ctx); err == nil || !bus.Transient(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
 // verify checks the event store and the inboxes against what the load was told.
 func verify(ctx context.Context, nc *nats.Conn, ops []*op, devices map[string][]string) (*report, error) {
 	r := &report{ops: len(ops)}
@@ -81,13 +97,16 @@ func verify(ctx context.Context, nc *nats.Conn, ops []*op, devices map[string][]
 	for _, evOps := range byEvent {
 		ch, ev := evOps[0].channel, evOps[0].event
 		var history []*busv1.EventRecorded
-		err := bus.LeaderRange(ctx, nc, bus.NewLayout(partitions).EventsStreamOf(ch), bus.NewLayout(partitions).EventSubject(ch, ev), 1, 0, func(m *bus.Msg) error {
-			rec := &busv1.EventRecorded{}
-			if err := proto.Unmarshal(m.Data, rec); err != nil {
-				return err
-			}
-			history = append(history, rec)
-			return nil
+		err := readAll(ctx, func(ctx context.Context) error {
+			history = history[:0]
+			return bus.LeaderRange(ctx, nc, bus.NewLayout(partitions).EventsStreamOf(ch), bus.NewLayout(partitions).EventSubject(ch, ev), 1, 0, func(m *bus.Msg) error {
+				rec := &busv1.EventRecorded{}
+				if err := proto.Unmarshal(m.Data, rec); err != nil {
+					return err
+				}
+				history = append(history, rec)
+				return nil
+			})
 		})
 		if err != nil {
 			return nil, fmt.Errorf("history of %s: %w", ev, err)
@@ -117,14 +136,17 @@ func verify(ctx context.Context, nc *nats.Conn, ops []*op, devices map[string][]
 	// The inboxes: every acknowledged, applied op of the channel exactly once per device.
 	for ch, keys := range devices {
 		for _, key := range keys {
-			seen := map[string]int{}
-			err := bus.LeaderRange(ctx, nc, bus.StreamInbox, bus.InboxSubject(key), 1, 0, func(m *bus.Msg) error {
-				item := &busv1.InboxMessage{}
-				if err := proto.Unmarshal(m.Data, item); err != nil {
-					return err
-				}
-				seen[item.GetEventId()+"/"+item.GetData()["event_version"]]++
-				return nil
+			var seen map[string]int
+			err := readAll(ctx, func(ctx context.Context) error {
+				seen = map[string]int{}
+				return bus.LeaderRange(ctx, nc, bus.StreamInbox, bus.InboxSubject(key), 1, 0, func(m *bus.Msg) error {
+					item := &busv1.InboxMessage{}
+					if err := proto.Unmarshal(m.Data, item); err != nil {
+						return err
+					}
+					seen[item.GetEventId()+"/"+item.GetData()["event_version"]]++
+					return nil
+				})
 			})
 			if err != nil {
 				return nil, fmt.Errorf("inbox of %s: %w", key, err)
