@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/logsign"
@@ -37,6 +38,9 @@ func TestClusterFaults(t *testing.T) {
 	// otherwise derive the daemon's address from its network).
 	t.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 	testcontainers.SkipIfProviderIsNotHealthy(t)
+	// testcontainers' own lines (a dozen per container at teardown) would bury the suite's
+	// findings at the end of the output, which is all a CI summary shows.
+	tclog.SetDefault(tclog.NewNoopLogger())
 	ctx, cancel := context.WithTimeout(t.Context(), suiteTimeout)
 	defer cancel()
 	began := time.Now()

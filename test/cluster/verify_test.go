@@ -68,17 +68,23 @@ func settle(ctx context.Context, js jetstream.JetStream, within time.Duration) e
 }
 
 // readAll runs a read of a whole subject from the leader again from its start until it
-// completes (at most 10 attempts): a request that reached a leader stepping down (lifecycle
-// moves leaders after the faults) is never answered; each get gives up after 5 s (bus), and
-// the read starts over.
+// completes, for up to a minute: right after the faults a stream may have no leader yet
+// (503 "JetStream system temporarily unavailable", at once), and a request that reached a
+// leader stepping down (lifecycle moves leaders after the faults) is never answered; each get
+// gives up after 5 s (bus), and the read starts over a quarter second later.
 func readAll(ctx context.Context, read func(context.Context) error) error {
-	var err error
-	for range 10 {
-		if err = read(ctx); err == nil || !bus.Transient(err) || ctx.Err() != nil {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := read(ctx)
+		if err == nil || !bus.Transient(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
 			return err
 		}
 	}
-	return err
 }
 
 // verify checks the event store and the inboxes against what the load was told.
