@@ -13,17 +13,19 @@
 //     collision costs one read, never a wrong answer);
 //   - two Bloom generations, current and previous, for the ops that fell off the exact list.
 //     Each records its start time and the lowest sequence added to it; a hit is Maybe and
-//     names where a scan of the event's history may start.
+//     names the lowest sequence a search must reach. The search follows the exact lists back
+//     (Oldest): each entry read holds the 32 ops before it.
 //
 // Absent is certain for every op added less than a window ago, by the clock given to Add.
-// Exact and Maybe may be false positives, which cost a read or a history scan. A generation spans a whole window, so an op
+// Exact and Maybe may be false positives, which cost a read, or one read per 32 ops searched.
+// A generation spans a whole window, so an op
 // stays findable for at least one window after it leaves the exact list and is dropped after
 // at most two (see roll). Exact entries carry no time: they stay until 32 newer ops push them
 // out, and the caller judges age by the entry it reads.
 //
 // Cost. A Bloom has 8192 bits (1 KiB) and k = 7: false positives stay near 1 % up to about 850
-// ops per generation, that is per window, and rise beyond that; they cost history scans,
-// never a wrong answer. Encoded size: an empty filter is 4 bytes, ≤ 32 ops about 12 bytes per
+// ops per generation, that is per window, and rise beyond that; they cost reads, never a
+// wrong answer. Encoded size: an empty filter is 4 bytes, ≤ 32 ops about 12 bytes per
 // op, a full filter (both generations holding ops) about 2.4 KiB, and never more than 4 KiB.
 // Decode, Lookup, Add and Encode of a full filter take a few microseconds and 4 allocations
 // of about 5 KiB in all (BenchmarkAddEncodeDecode).
@@ -54,7 +56,7 @@ type Result int
 const (
 	Absent Result = iota // certainly not among the filter's ops
 	Exact                // among the recent ops, at stream sequence seq
-	Maybe                // possibly among the older ops: scan the event's history from seq on
+	Maybe                // possibly among the older ops, at sequence seq or later
 )
 
 const (
@@ -154,8 +156,7 @@ func (f *Filter) addBloom(e entry) {
 }
 
 // Lookup reports whether opID may be among the filter's ops. For Exact, seq is the entry's
-// sequence; for Maybe, seq is the lowest sequence from which a scan of the event's history
-// finds it if it is there.
+// sequence; for Maybe, seq is the lowest sequence it can be at if it is there.
 func (f *Filter) Lookup(opID string) (Result, uint64) {
 	h := opHash(opID)
 	for i := f.n - 1; i >= 0; i-- {
@@ -179,6 +180,20 @@ func (f *Filter) Lookup(opID string) (Result, uint64) {
 		return Maybe, from
 	}
 	return Absent, 0
+}
+
+// Oldest returns the stream sequence of the oldest op on the exact list; ok is false when
+// the list is empty (the filter of an event's first entry).
+//
+// The exact list is a chain back through the event: a filter's list always holds the (up to)
+// 32 ops just before the entry that carries it, so the entry at Oldest carries the 32 ops
+// before that one. A reader following it covers an event's older ops 32 per read, reading
+// only the event's own entries by sequence (see lifecycle's FindOp).
+func (f *Filter) Oldest() (seq uint64, ok bool) {
+	if f.n == 0 {
+		return 0, false
+	}
+	return f.exact[0].seq, true
 }
 
 func bloomHas(bloom *[bloomWords]uint64, a, b uint64) bool {

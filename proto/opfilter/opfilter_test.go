@@ -176,6 +176,34 @@ func randomID(r *rand.Rand) string {
 	return string(b)
 }
 
+// TestOldest: the oldest op on the exact list, which the chain of exact lists goes back by.
+func TestOldest(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		ops    int
+		want   uint64
+		wantOK bool
+	}{
+		{0, 0, false},
+		{1, 10, true},
+		{32, 10, true},
+		{33, 20, true},
+		{100, 690, true}, // ops 69..100 at 10·i
+	} {
+		f := opfilter.New()
+		for i := 1; i <= tt.ops; i++ {
+			f.Add(fmt.Sprint("op-", i), uint64(10*i), 1000, time.Hour)
+		}
+		g, err := opfilter.Decode(f.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq, ok := g.Oldest(); seq != tt.want || ok != tt.wantOK {
+			t.Errorf("%d ops: Oldest() = %d, %v; want %d, %v", tt.ops, seq, ok, tt.want, tt.wantOK)
+		}
+	}
+}
+
 func TestFalsePositiveRate(t *testing.T) {
 	t.Parallel()
 	const bloomOps, probes = 800, 10_000

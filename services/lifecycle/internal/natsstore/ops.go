@@ -27,31 +27,91 @@ func (s *Store) FindOp(ctx context.Context, head *logsign.Entry, opID string) (*
 	if head.Rec.GetEnvelope().GetOpId() == opID {
 		return head, nil
 	}
-	from := uint64(1)
-	if raw := head.Rec.GetOpFilter(); len(raw) > 0 {
-		f, err := opfilter.Decode(raw)
-		if err != nil {
-			return nil, fmt.Errorf("op filter of %s at %d: %w", head.Subject, head.Seq, err)
+	raw := head.Rec.GetOpFilter()
+	if len(raw) == 0 {
+		return s.scanFor(ctx, head.Subject, opID, 1, 0)
+	}
+	f, err := opfilter.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("op filter of %s at %d: %w", head.Subject, head.Seq, err)
+	}
+	res, seq := f.Lookup(opID)
+	switch res {
+	case opfilter.Absent:
+		return nil, nil
+	case opfilter.Exact:
+		e, err := s.entryAt(ctx, head.Subject, seq)
+		if err != nil || (e != nil && e.Rec.GetEnvelope().GetOpId() == opID) {
+			return e, err
 		}
-		res, seq := f.Lookup(opID)
-		switch res {
-		case opfilter.Absent:
-			return nil, nil
-		case opfilter.Exact:
-			e, err := s.entryAt(ctx, head.Subject, seq)
+		// A hash collision on the exact list (one in 2⁵⁹): the op may be anywhere.
+		return s.scanFor(ctx, head.Subject, opID, 1, 0)
+	case opfilter.Maybe: // among the older ops, or a false positive
+	}
+	at := func(ctx context.Context, seq uint64) (*logsign.Entry, error) {
+		return s.entryAt(ctx, head.Subject, seq)
+	}
+	found, broken, err := walkBack(ctx, f, opID, seq, at)
+	if err != nil || broken == 0 {
+		return found, err
+	}
+	return s.scanFor(ctx, head.Subject, opID, seq, broken)
+}
+
+// maxWalk bounds walkBack's reads: a window of 32 × 100,000 ops of one event is far beyond
+// any real one, and a longer chain means a loop in a log nobody should have written.
+const maxWalk = 100_000
+
+// walkBack looks for opID among the ops at sequence from or later that are older than f's
+// exact list, following the chain of exact lists (opfilter.Filter.Oldest): each entry read
+// covers the 32 ops before it, and nothing but the event's own entries is read. This is what
+// bounds a Bloom false positive: a scan by subject would walk every stream block between the
+// event's entries, which on a busy stream is most of the stream.
+//
+// When the chain breaks (an entry without a filter, written before filters existed, or one
+// that fails its integrity check), it returns broken, the sequence it could not go past: the
+// ops from from up to broken are left to a scan.
+func walkBack(ctx context.Context, f *opfilter.Filter, opID string, from uint64,
+	at func(context.Context, uint64) (*logsign.Entry, error)) (found *logsign.Entry, broken uint64, err error) {
+	for range maxWalk {
+		seq, ok := f.Oldest()
+		if !ok || seq < from {
+			return nil, 0, nil
+		}
+		e, err := at(ctx, seq)
+		if err != nil {
+			return nil, 0, err
+		}
+		if e == nil || len(e.Rec.GetOpFilter()) == 0 {
+			return nil, seq, nil
+		}
+		if e.Rec.GetEnvelope().GetOpId() == opID {
+			return e, 0, nil
+		}
+		if f, err = opfilter.Decode(e.Rec.GetOpFilter()); err != nil {
+			return nil, seq, nil
+		}
+		if res, seq := f.Lookup(opID); res == opfilter.Exact && seq >= from {
+			e, err := at(ctx, seq)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			if e != nil && e.Rec.GetEnvelope().GetOpId() == opID {
-				return e, nil
+				return e, 0, nil
 			}
-			// A hash collision in the exact list: the op may still be older.
-		case opfilter.Maybe: // among the older ops, or a false positive: read from seq on
 		}
-		from = seq
 	}
+	return nil, 0, fmt.Errorf("op filter chain of %s: longer than %d links", opID, maxWalk)
+}
+
+// scanFor reads the event's entries from sequence from on (up to and including upTo, when
+// not 0) and returns the first carrying opID.
+func (s *Store) scanFor(ctx context.Context, subject, opID string, from, upTo uint64) (*logsign.Entry, error) {
 	var found *logsign.Entry
-	err := s.scan(ctx, head.Subject, from, func(e *logsign.Entry) error {
+	err := s.scan(ctx, subject, from, func(e *logsign.Entry) error {
+		if upTo != 0 && e.Seq > upTo {
+			return errFound
+		}
 		if e.Rec.GetEnvelope().GetOpId() == opID {
 			found = e
 			return errFound
