@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
@@ -336,7 +337,8 @@ func TestLiveStreams(t *testing.T) {
 	}
 }
 
-// hookReceiver is a webhook endpoint that verifies signatures and can be made to fail.
+// hookReceiver is a webhook endpoint that verifies both signatures (X-Pushgo-Signature, and
+// the Standard Webhooks one with that scheme's Go library) and can be made to fail.
 type hookReceiver struct {
 	t      *testing.T
 	srv    *httptest.Server
@@ -356,6 +358,16 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 		h.ids = append(h.ids, r.Header.Get(webhook.HeaderDeliveryID))
 		if err := webhook.Verify(h.secret, r.Header.Get(webhook.HeaderSignature), body, time.Now(), 5*time.Minute); err != nil {
 			t.Errorf("webhook signature: %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		// As a receiver on the Standard Webhooks library verifies it, with the secret as issued.
+		std, err := standardwebhooks.NewWebhook(h.secret)
+		if err == nil {
+			err = std.Verify(body, r.Header)
+		}
+		if err != nil || r.Header.Get(webhook.HeaderWebhookID) != r.Header.Get(webhook.HeaderDeliveryID) {
+			t.Errorf("Standard Webhooks verification: %v (webhook-id %q)", err, r.Header.Get(webhook.HeaderWebhookID))
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}

@@ -31,16 +31,17 @@ var (
 	ErrTimestampOutOfTolerance = errors.New("webhook: signature timestamp out of tolerance")
 )
 
-// NewSecret returns a new random webhook secret: "whsec_" followed by 43 characters of
-// unpadded base64url encoding 32 random bytes from crypto/rand. The whole string, prefix
-// included, is the HMAC key used by Sign and Verify. It is generated once at registration
-// and shown to the user once. Safe for concurrent use.
+// NewSecret returns a new random webhook secret: "whsec_" followed by the standard base64
+// (44 characters, padded) of 32 random bytes from crypto/rand, the Standard Webhooks form.
+// The whole string, prefix included, is the HMAC key of the X-Pushgo-Signature (Sign and
+// Verify); the decoded bytes are the key of the webhook-signature (SignStandard). It is
+// generated once at registration and shown to the user once. Safe for concurrent use.
 func NewSecret() string {
 	b := make([]byte, secretBytes)
 	// crypto/rand.Read never returns an error (it crashes the program if the OS cannot
 	// supply randomness), so there is nothing to handle here.
 	_, _ = rand.Read(b)
-	return secretPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return secretPrefix + base64.StdEncoding.EncodeToString(b)
 }
 
 // SecretBinding is the additional data a device's webhook secret is sealed with at rest

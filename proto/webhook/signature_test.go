@@ -16,10 +16,10 @@ func TestNewSecret(t *testing.T) {
 	a, b := NewSecret(), NewSecret()
 	for _, s := range []string{a, b} {
 		rest, ok := strings.CutPrefix(s, "whsec_")
-		if !ok || len(rest) != 43 {
-			t.Fatalf("NewSecret() = %q, want whsec_ + 43 chars", s)
+		if !ok || len(rest) != 44 {
+			t.Fatalf("NewSecret() = %q, want whsec_ + 44 chars", s)
 		}
-		raw, err := base64.RawURLEncoding.DecodeString(rest)
+		raw, err := base64.StdEncoding.DecodeString(rest)
 		if err != nil || len(raw) != 32 {
 			t.Fatalf("NewSecret() = %q: decode = %d bytes, %v; want 32 bytes", s, len(raw), err)
 		}

@@ -15,8 +15,10 @@ import (
 	"pushgo.dev/gateway/proto/webhook"
 )
 
-// webhookSender posts signed pushes (DESIGN.md §5): POST <url> with
-// {"delivery_id", "channel_id", "data"}, X-Pushgo-Delivery-Id and X-Pushgo-Signature. It retries
+// webhookSender posts signed pushes (DESIGN.md §5, §10.3): POST <url> with
+// {"delivery_id", "channel_id", "data"}, X-Pushgo-Delivery-Id and X-Pushgo-Signature, and the
+// Standard Webhooks headers webhook-id (the delivery id), webhook-timestamp and
+// webhook-signature, so that receivers can verify with that scheme's libraries. It retries
 // timeouts, connection errors, 5xx and 429 (honouring Retry-After) with backoff until the
 // context's deadline, the op's delivery budget; other answers are final. Redirects are not
 // followed, and addresses are checked when dialled, so a name cannot be rebound to a private
@@ -87,7 +89,11 @@ func (s *webhookSender) try(ctx context.Context, url, secret, deliveryID string,
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "pushgo-gateway")
 	req.Header.Set(webhook.HeaderDeliveryID, deliveryID)
-	req.Header.Set(webhook.HeaderSignature, webhook.Sign(secret, time.Now(), body))
+	now := time.Now()
+	req.Header.Set(webhook.HeaderSignature, webhook.Sign(secret, now, body))
+	req.Header.Set(webhook.HeaderWebhookID, deliveryID)
+	req.Header.Set(webhook.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(webhook.HeaderWebhookSignature, webhook.SignStandard(secret, deliveryID, now, body))
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if errors.Is(err, webhook.ErrPrivateAddress) {
