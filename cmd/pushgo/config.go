@@ -134,6 +134,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var allowPrivate bool
 	dispatchFlags := func() {
 		dur(&c.dispatch.Budget, "delivery-budget", dispatch.DefaultBudget, "time to deliver one op to all targets, retries included (serve: 4/5 of --dispatch-wait unless set)")
+		str(&c.dispatch.APNs.KeyFile, "apns-key-file", "", "APNs auth key (.p8 file from Apple); without it devices on route apns fail with provider_not_configured")
+		str(&c.dispatch.APNs.KeyID, "apns-key-id", "", "APNs: the auth key's key id (10 characters)")
+		str(&c.dispatch.APNs.TeamID, "apns-team-id", "", "APNs: the Apple developer team id")
+		str(&c.dispatch.APNs.Topic, "apns-topic", "", "APNs: the app's bundle id")
+		str(&c.dispatch.APNs.Environment, "apns-environment", "production", "APNs: production or sandbox (apps built for development)")
+		str(&c.dispatch.APNs.URL, "apns-url", "", "APNs: base URL replacing the environment's Apple host (tests)")
 	}
 	ingestFlags := func() {
 		str(&c.ingest.HTTPAddr, "http-addr", ingest.DefaultHTTPAddr, "REST API listen address")

@@ -27,6 +27,8 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/bus/bustest"
+	"pushgo.dev/gateway/proto/fakes/apnsfake"
+	"pushgo.dev/gateway/services/dispatch"
 )
 
 // The end-to-end tests run the real services in process against a real embedded JetStream
@@ -134,6 +136,8 @@ type gatewayOpts struct {
 	// partitions is --partitions (0: $PUSHGO_TEST_PARTITIONS, which `make test` sets to run
 	// the suite once more on a partitioned store, else 1).
 	partitions int
+	// apns, when set, is the APNs the gateway sends to (its key, team, topic and URL).
+	apns *apnsfake.Server
 }
 
 // testPartitions is the partition count of gateways that do not name one.
@@ -213,6 +217,14 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	cfg.ingest.HashConcurrency, cfg.ingest.PasswordFailuresPerMinute, cfg.ingest.CreatesPerMinute = o.hashConcurrency, o.passwordFailuresPerMinute, o.createsPerMinute
 	cfg.ingest.TrustedProxies, cfg.ingest.LimitExempt = o.trustedProxies, o.limitExempt
 	cfg.ingest.RetryHold = o.retryHold
+	if o.apns != nil {
+		keyFile := filepath.Join(t.TempDir(), "AuthKey.p8")
+		if err := os.WriteFile(keyFile, o.apns.KeyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.dispatch.APNs = dispatch.APNsConfig{KeyFile: keyFile, KeyID: apnsfake.KeyID, TeamID: apnsfake.TeamID,
+			Topic: apnsfake.Topic, Environment: "sandbox", URL: o.apns.URL, TLS: o.apns.TLS()}
+	}
 	if o.channelConcurrency != 0 {
 		cfg.ingest.ChannelConcurrency = max(o.channelConcurrency, 0)
 	}

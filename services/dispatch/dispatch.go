@@ -7,9 +7,11 @@ package dispatch
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,6 +20,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/proto/secretbox"
+	"pushgo.dev/gateway/services/dispatch/internal/apns"
 	"pushgo.dev/gateway/services/dispatch/internal/directory"
 	"pushgo.dev/gateway/services/dispatch/internal/push"
 )
@@ -69,6 +72,54 @@ type Config struct {
 	// written by older builds are used as they are. nil opens none: a webhook whose secret is
 	// sealed then fails (webhook_secret_unreadable), and a warning is logged at start.
 	Secrets *secretbox.Box
+	// APNs configures delivery to devices on route apns; without a key file such a target
+	// fails with provider_not_configured.
+	APNs APNsConfig
+}
+
+// APNsConfig is how dispatch reaches APNs (DESIGN.md §10.1).
+type APNsConfig struct {
+	// KeyFile is the .p8 auth key Apple issued (PEM, PKCS#8 P-256); KeyID its key id, TeamID
+	// the developer team's id, Topic the app's bundle id.
+	KeyFile string
+	KeyID   string
+	TeamID  string
+	Topic   string
+	// Environment is "production" (the default) or "sandbox" (builds signed for development);
+	// URL, when set, replaces the host it picks (a test server).
+	Environment string
+	URL         string
+	// TLS configures the connection (tests trusting a local fake); nil trusts the system
+	// pool, where SSL_CERT_FILE adds a certificate.
+	TLS *tls.Config
+}
+
+// client returns the APNs client the settings describe, nil when no key file is set.
+func (c APNsConfig) client(timeout time.Duration) (*apns.Client, error) {
+	if c.KeyFile == "" {
+		if c.KeyID != "" || c.TeamID != "" || c.Topic != "" {
+			return nil, errors.New("apns: --apns-key-id, --apns-team-id and --apns-topic need --apns-key-file")
+		}
+		return nil, nil
+	}
+	url := c.URL
+	switch c.Environment {
+	case "", "production":
+		url = cmp.Or(url, apns.HostProduction)
+	case "sandbox":
+		url = cmp.Or(url, apns.HostSandbox)
+	default:
+		return nil, fmt.Errorf("apns: --apns-environment must be production or sandbox, not %q", c.Environment)
+	}
+	p8, err := os.ReadFile(c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("apns: %w", err)
+	}
+	key, err := apns.ParseKey(p8)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, c.KeyFile)
+	}
+	return apns.New(apns.Config{Key: key, KeyID: c.KeyID, TeamID: c.TeamID, Topic: c.Topic, URL: url, TLS: c.TLS, Timeout: timeout})
 }
 
 // Validate reports a configuration that cannot run.
@@ -161,9 +212,20 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 			}
 		}
 	}
+	budget := cmp.Or(cfg.Budget, DefaultBudget)
+	apnsClient, err := cfg.APNs.client(budget)
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	if apnsClient != nil {
+		log.Info("APNs configured", "key_id", cfg.APNs.KeyID, "team_id", cfg.APNs.TeamID, "topic", cfg.APNs.Topic,
+			"environment", cmp.Or(cfg.APNs.Environment, "production"), "url", cfg.APNs.URL)
+	}
 	h, err := push.New(ctx, js, dir, push.Config{
+		APNs:                apnsClient,
+		ProviderParallel:    64,
 		Verifier:            verifier,
-		Budget:              cmp.Or(cfg.Budget, DefaultBudget),
+		Budget:              budget,
 		WebhookTimeout:      cmp.Or(cfg.WebhookTimeout, DefaultWebhookTimeout),
 		WebhookAllowPrivate: cfg.WebhookAllowPrivate,
 		WebhookParallel:     32,

@@ -36,6 +36,7 @@ import (
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/proto/webhook"
+	"pushgo.dev/gateway/services/dispatch/internal/apns"
 )
 
 // brokerBudget bounds the retries of one broker call through an outage (a leader election
@@ -67,6 +68,11 @@ type Config struct {
 	WebhookAllowPrivate bool
 	// WebhookParallel bounds the webhooks of one op sent at once.
 	WebhookParallel int
+	// APNs sends to devices on route apns; nil fails them with provider_not_configured.
+	APNs *apns.Client
+	// ProviderParallel bounds the provider requests (APNs, FCM) of one op in flight at once;
+	// they wait apart from webhooks and inboxes, so a slow provider holds neither back.
+	ProviderParallel int
 	// MaxRecordBytes bounds an encoded op record: receipts beyond it are counted, not kept
 	// (busv1.OpRecord.delivered_omitted). It must be below the broker's max payload.
 	MaxRecordBytes int
@@ -108,6 +114,7 @@ type Handler struct {
 	events  []jetstream.Stream // by partition
 	dir     targets
 	hooks   *webhookSender
+	apns    *apnsSender // nil without APNs credentials
 	log     *slog.Logger
 	now     func() time.Time
 	recent  *logsign.Recent
@@ -128,8 +135,12 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 		}
 		events = append(events, s)
 	}
-	return &Handler{cfg: cfg, js: js, ops: ops, journal: bus.NewJournal(js, log), events: events, dir: dir, hooks: newWebhookSender(cfg),
-		log: log, now: time.Now, recent: logsign.NewRecent(recentEvents)}, nil
+	h := &Handler{cfg: cfg, js: js, ops: ops, journal: bus.NewJournal(js, log), events: events, dir: dir, hooks: newWebhookSender(cfg),
+		log: log, now: time.Now, recent: logsign.NewRecent(recentEvents)}
+	if cfg.APNs != nil {
+		h.apns = &apnsSender{client: cfg.APNs}
+	}
+	return h, nil
 }
 
 // Close stops the outcome journal's writer; call it once nothing is handled any more.
@@ -329,6 +340,7 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 	var inbox []pending
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(h.cfg.WebhookParallel, 1))
+	psem := make(chan struct{}, max(h.cfg.ProviderParallel, 1))
 	sentAt := h.now()
 	env := rec.GetEnvelope()
 	// Everything but the delivery id is the same for every target: build it once. Protobuf
@@ -371,9 +383,10 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 				continue
 			}
 			wg.Add(1)
-			sem <- struct{}{}
 			go func() {
-				defer func() { <-sem; wg.Done() }()
+				defer wg.Done()
+				sem <- struct{}{} // here, not in the loop: a slow receiver holds no other target back
+				defer func() { <-sem }()
 				mine := maps.Clone(data)
 				mine["delivery_id"] = id
 				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), secret, id, env.GetChannelId(), mine)
@@ -384,7 +397,31 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
 					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
 			}()
-		default: // apns, fcm: no provider credentials yet
+		case RouteAPNs:
+			if h.apns == nil {
+				receipts[i] = failed(key, route, id, "provider_not_configured", 0, sentAt)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				psem <- struct{}{}
+				defer func() { <-psem }()
+				mine := maps.Clone(data)
+				mine["delivery_id"] = id
+				attempts, reason, invalid := h.apns.send(ctx, dev.GetProviderToken(), rec, mine)
+				if reason != "" {
+					if invalid {
+						h.log.Info("APNs refuses the device token for good; the route fails until the device registers again",
+							"device", key, "reason", reason)
+					}
+					receipts[i] = failed(key, route, id, reason, attempts, h.now())
+					return
+				}
+				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
+					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
+			}()
+		default: // fcm: no provider credentials yet
 			receipts[i] = failed(key, route, id, "provider_not_configured", 0, sentAt)
 		}
 	}

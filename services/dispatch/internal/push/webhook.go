@@ -56,25 +56,9 @@ func (s *webhookSender) send(ctx context.Context, url, secret, deliveryID, chann
 	if err != nil {
 		return 0, "encode_failed"
 	}
-	backoff := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		wait, retry, reason := s.try(ctx, url, secret, deliveryID, body)
-		if reason == "" || !retry {
-			return attempt, reason
-		}
-		wait = max(wait, backoff)
-		backoff = min(2*backoff, 2*time.Second)
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			return attempt, reason
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return attempt, reason
-		case <-t.C:
-		}
-	}
+	return retrying(ctx, func(ctx context.Context) (time.Duration, bool, string) {
+		return s.try(ctx, url, secret, deliveryID, body)
+	})
 }
 
 // try makes one attempt. why is "" on success; retry says whether another attempt may help;
