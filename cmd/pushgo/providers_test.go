@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"pushgo.dev/gateway/proto/fakes/apnsfake"
 )
@@ -70,15 +72,16 @@ func TestAPNsThrottledThenAccepted(t *testing.T) {
 	}
 }
 
-// TestAPNsUnregisteredFailsTheTarget: a token APNs calls unregistered makes the op a 503 with
-// the reason in the receipt, without retries.
-func TestAPNsUnregisteredFailsTheTarget(t *testing.T) {
+// TestAPNsUnregisteredInvalidatesTheRoute: a token APNs calls unregistered makes the op a 503
+// with the reason in the receipt, without retries; later ops no longer target the device,
+// until it sets its route again.
+func TestAPNsUnregisteredInvalidatesTheRoute(t *testing.T) {
 	t.Parallel()
 	fake := apnsfake.New(t)
 	g := startGateway(t, gatewayOpts{apns: fake})
 	ch := g.channel(t)
 	token := strings.Repeat("ef", 32)
-	g.apnsDevice(t, token, ch)
+	key := g.apnsDevice(t, token, ch)
 	fake.Answer(token, apnsfake.Answer{Status: http.StatusGone, Reason: "Unregistered"})
 	r := g.post(t, "/event/create", createBody(ch, obj{"op_id": "gone"}))
 	if r.code() != "dispatch_partial_failure" {
@@ -87,7 +90,30 @@ func TestAPNsUnregisteredFailsTheTarget(t *testing.T) {
 	if rc := opReceipts(t, g, ch, "gone"); rc["apns"] != "FAILED apns_unregistered" {
 		t.Fatalf("receipts %v", rc)
 	}
-	if n := len(fake.Refused()); n != 0 {
-		t.Fatalf("the fake refused %d requests: %v", n, fake.Refused())
+	ev := r.data(t)["event_id"].(string)
+	targets := func(op string) float64 {
+		d := g.mustOK(t, "/event/update", opBody(ch, ev, obj{"op_id": op}))
+		return d["delivery"].(map[string]any)["targets"].(float64)
+	}
+	n := 0
+	eventually(t, 10*time.Second, "the device left out of later ops", func() bool {
+		n++
+		return targets(fmt.Sprint("after-", n)) == 0
+	})
+	if got := fake.Received(token); len(got) != 0 {
+		t.Fatalf("APNs accepted %d pushes to a dead token", len(got))
+	}
+	// A new token (the app registered again): targeted and delivered again.
+	fresh := strings.Repeat("12", 32)
+	g.mustOK(t, "/channel/device", obj{"device_key": key, "channel_type": "apns", "provider_token": fresh})
+	eventually(t, 10*time.Second, "the device targeted again", func() bool {
+		n++
+		return targets(fmt.Sprint("after-", n)) == 1
+	})
+	if got := fake.Received(fresh); len(got) == 0 {
+		t.Fatal("nothing reached the new token")
+	}
+	if refused := fake.Refused(); len(refused) != 0 {
+		t.Fatalf("the fake refused: %v", refused)
 	}
 }

@@ -157,14 +157,14 @@ func TableFor(n int) []Permissions {
 		Needs: slices.Concat(cmdStreams, []string{KVStream(BucketOps)}),
 	}, {
 		Role: RoleDispatch,
-		Does: "consumes the log (its durable), appends to inboxes, records, journals (owns PUSHGO_OUTCOMES) and announces outcomes, reads devices and subscriptions, answers redrive requests",
+		Does: "consumes the log (its durable), appends to inboxes, records, journals (owns PUSHGO_OUTCOMES) and announces outcomes, reads devices and subscriptions, marks a device's dead provider token, answers redrive requests",
 		Publish: slices.Concat(
 			[]string{jsInfo, InboxSubjects, jsAPI + "STREAM.INFO." + StreamInbox, OutcomesSubject, OutcomeSubjects},
 			streamAdmin(StreamOutcomes), streamRead(StreamOutcomes),
 			dispJS,
 			kvRead(BucketOps), []string{kvWrite(BucketOps)},
 			kvRead(BucketUsage), []string{kvWrite(BucketUsage)},
-			kvRead(BucketSubs), kvRead(BucketDevices),
+			kvRead(BucketSubs), kvRead(BucketDevices), []string{kvWrite(BucketDevices)},
 		),
 		Subscribe:      []string{inbox(RoleDispatch), RedriveSubject},
 		AllowResponses: true,

@@ -151,7 +151,7 @@ func TestRolesCannotDoOthersWrites(t *testing.T) {
 		{bus.RoleLifecycle, bus.CommandSubject("ch1", "ev2")},
 		{bus.RoleDispatch, bus.CommandSubject("ch1", "ev2")},
 		{bus.RoleLifecycle, "$KV." + bus.BucketChannels + ".ch1"},
-		{bus.RoleDispatch, "$KV." + bus.BucketDevices + ".dev1"},
+		{bus.RoleLifecycle, "$KV." + bus.BucketDevices + ".dev1"}, // dispatch may: it marks dead provider tokens
 		{bus.RoleDispatch, "$KV." + bus.BucketSubs + ".ch1.dev1"},
 		{bus.RoleLifecycle, "$KV." + bus.BucketUsage + ".t1.20260101"},
 		{bus.RoleIngest, "$JS.API.STREAM.UPDATE." + bus.StreamEvents},

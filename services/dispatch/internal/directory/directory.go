@@ -170,13 +170,14 @@ func (d *Directory) applyDevice(e jetstream.KeyValueEntry, reload bool) {
 }
 
 // Targets returns the devices subscribed to a channel, in device key order. Revoked devices
-// (replaced by a new key) and subscriptions of unknown devices are left out.
+// (replaced by a new key), devices whose provider token the provider refused for good
+// (route_invalid) and subscriptions of unknown devices are left out.
 func (d *Directory) Targets(channelID string) []*busv1.DeviceRecord {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	out := make([]*busv1.DeviceRecord, 0, len(d.subs[channelID]))
 	for key := range d.subs[channelID] {
-		if rec := d.devices[key]; rec != nil && rec.GetReplacedBy() == "" {
+		if rec := d.devices[key]; rec != nil && rec.GetReplacedBy() == "" && rec.GetRouteInvalid() == "" {
 			out = append(out, rec)
 		}
 	}

@@ -54,10 +54,12 @@ func TestDirectoryFollowsBuckets(t *testing.T) {
 		t.Fatalf("initial targets %v", got)
 	}
 	// Changes after Start: a new device, a subscription of an unknown device (left out until
-	// the device exists), a replaced device (left out), an unsubscribe.
+	// the device exists), a replaced device and one whose provider token is dead (left out),
+	// an unsubscribe.
 	put("b", &busv1.DeviceRecord{DeviceKey: "b", ChannelType: "webhook"})
 	put("c", &busv1.DeviceRecord{DeviceKey: "c", ChannelType: "private", ReplacedBy: "z"})
-	for _, k := range []string{"b", "c", "ghost"} {
+	put("d", &busv1.DeviceRecord{DeviceKey: "d", ChannelType: "apns", RouteInvalid: "apns_unregistered"})
+	for _, k := range []string{"b", "c", "d", "ghost"} {
 		if _, err := subs.Put(ctx, bus.SubKey(ch, k), []byte{}); err != nil {
 			t.Fatal(err)
 		}

@@ -110,6 +110,7 @@ type Handler struct {
 	cfg     Config
 	js      jetstream.JetStream
 	ops     jetstream.KeyValue
+	devices jetstream.KeyValue // marks dead provider tokens (invalidateRoute)
 	journal *bus.Journal
 	events  []jetstream.Stream // by partition
 	dir     targets
@@ -127,6 +128,10 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 	if err != nil {
 		return nil, fmt.Errorf("ops bucket: %w", err)
 	}
+	devices, err := js.KeyValue(ctx, bus.BucketDevices)
+	if err != nil {
+		return nil, fmt.Errorf("devices bucket: %w", err)
+	}
 	var events []jetstream.Stream
 	for _, name := range cfg.Layout.EventsStreams() {
 		s, err := js.Stream(ctx, name)
@@ -135,7 +140,7 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 		}
 		events = append(events, s)
 	}
-	h := &Handler{cfg: cfg, js: js, ops: ops, journal: bus.NewJournal(js, log), events: events, dir: dir, hooks: newWebhookSender(cfg),
+	h := &Handler{cfg: cfg, js: js, ops: ops, devices: devices, journal: bus.NewJournal(js, log), events: events, dir: dir, hooks: newWebhookSender(cfg),
 		log: log, now: time.Now, recent: logsign.NewRecent(recentEvents)}
 	if cfg.APNs != nil {
 		h.apns = &apnsSender{client: cfg.APNs}
@@ -412,8 +417,7 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 				attempts, reason, invalid := h.apns.send(ctx, dev.GetProviderToken(), rec, mine)
 				if reason != "" {
 					if invalid {
-						h.log.Info("APNs refuses the device token for good; the route fails until the device registers again",
-							"device", key, "reason", reason)
+						h.invalidateRoute(ctx, key, route, dev.GetProviderToken(), reason)
 					}
 					receipts[i] = failed(key, route, id, reason, attempts, h.now())
 					return

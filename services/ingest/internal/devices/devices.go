@@ -197,6 +197,7 @@ func (s *Store) SetRoute(ctx context.Context, req *apiv1.SetRouteRequest) (*apiv
 	resp := &apiv1.SetRouteResponse{DeviceKey: r.DeviceKey, ChannelType: r.ChannelType}
 	for range maxCAS {
 		rec.ChannelType, rec.ProviderToken, rec.WebhookSecret = r.ChannelType, r.Token, ""
+		rec.RouteInvalid, rec.RouteInvalidAt = "", 0 // a route set again is tried again
 		var secret string
 		if r.ChannelType == validate.RouteWebhook {
 			secret = webhook.NewSecret()

@@ -862,9 +862,14 @@ type DeviceRecord struct {
 	// and receives nothing.
 	ReplacedBy string `protobuf:"bytes,8,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
 	// The tenant that registered the device (hosted mode); empty in public and private mode.
-	TenantId      string `protobuf:"bytes,9,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TenantId string `protobuf:"bytes,9,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Set by dispatch when the provider refused provider_token for good (APNs 410 Unregistered,
+	// BadDeviceToken; FCM UNREGISTERED): the receipt reason, and when (Unix ms). The device is
+	// no target until its route is set again (/channel/device), which clears both.
+	RouteInvalid   string `protobuf:"bytes,10,opt,name=route_invalid,json=routeInvalid,proto3" json:"route_invalid,omitempty"`
+	RouteInvalidAt int64  `protobuf:"varint,11,opt,name=route_invalid_at,json=routeInvalidAt,proto3" json:"route_invalid_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeviceRecord) Reset() {
@@ -958,6 +963,20 @@ func (x *DeviceRecord) GetTenantId() string {
 		return x.TenantId
 	}
 	return ""
+}
+
+func (x *DeviceRecord) GetRouteInvalid() string {
+	if x != nil {
+		return x.RouteInvalid
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetRouteInvalidAt() int64 {
+	if x != nil {
+		return x.RouteInvalidAt
+	}
+	return 0
 }
 
 // SubscriptionRecord is a subscription in KV pushgo_subs under <channel_id>.<device_key>.
@@ -1546,7 +1565,7 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x05 \x01(\tR\n" +
 	"deliveryId\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\rR\battempts\x12\x0e\n" +
-	"\x02at\x18\a \x01(\x03R\x02at\"\xb6\x02\n" +
+	"\x02at\x18\a \x01(\x03R\x02at\"\x85\x03\n" +
 	"\fDeviceRecord\x12\x1d\n" +
 	"\n" +
 	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x1a\n" +
@@ -1560,7 +1579,10 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"updated_at\x18\a \x01(\x03R\tupdatedAt\x12\x1f\n" +
 	"\vreplaced_by\x18\b \x01(\tR\n" +
 	"replacedBy\x12\x1b\n" +
-	"\ttenant_id\x18\t \x01(\tR\btenantId\"q\n" +
+	"\ttenant_id\x18\t \x01(\tR\btenantId\x12#\n" +
+	"\rroute_invalid\x18\n" +
+	" \x01(\tR\frouteInvalid\x12(\n" +
+	"\x10route_invalid_at\x18\v \x01(\x03R\x0erouteInvalidAt\"q\n" +
 	"\x12SubscriptionRecord\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1d\n" +
