@@ -28,6 +28,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/bus/bustest"
 	"pushgo.dev/gateway/proto/fakes/apnsfake"
+	"pushgo.dev/gateway/proto/fakes/fcmfake"
 	"pushgo.dev/gateway/services/dispatch"
 )
 
@@ -136,8 +137,9 @@ type gatewayOpts struct {
 	// partitions is --partitions (0: $PUSHGO_TEST_PARTITIONS, which `make test` sets to run
 	// the suite once more on a partitioned store, else 1).
 	partitions int
-	// apns, when set, is the APNs the gateway sends to (its key, team, topic and URL).
+	// apns and fcm, when set, are the providers the gateway sends to (their keys and URLs).
 	apns *apnsfake.Server
+	fcm  *fcmfake.Server
 }
 
 // testPartitions is the partition count of gateways that do not name one.
@@ -224,6 +226,13 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 		}
 		cfg.dispatch.APNs = dispatch.APNsConfig{KeyFile: keyFile, KeyID: apnsfake.KeyID, TeamID: apnsfake.TeamID,
 			Topic: apnsfake.Topic, Environment: "sandbox", URL: o.apns.URL, TLS: o.apns.TLS()}
+	}
+	if o.fcm != nil {
+		credFile := filepath.Join(t.TempDir(), "service-account.json")
+		if err := os.WriteFile(credFile, o.fcm.Credentials(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.dispatch.FCM = dispatch.FCMConfig{CredentialsFile: credFile, URL: o.fcm.URL, TLS: o.fcm.TLS()}
 	}
 	if o.channelConcurrency != 0 {
 		cfg.ingest.ChannelConcurrency = max(o.channelConcurrency, 0)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"pushgo.dev/gateway/proto/fakes/apnsfake"
+	"pushgo.dev/gateway/proto/fakes/fcmfake"
 )
 
 // apnsDevice registers an iOS device on route apns with token and subscribes it to ch.
@@ -115,5 +116,87 @@ func TestAPNsUnregisteredInvalidatesTheRoute(t *testing.T) {
 	}
 	if refused := fake.Refused(); len(refused) != 0 {
 		t.Fatalf("the fake refused: %v", refused)
+	}
+}
+
+// fcmDevice registers an Android device on route fcm with token and subscribes it to ch.
+func (g *gateway) fcmDevice(t *testing.T, token, ch string) string {
+	t.Helper()
+	key := g.device(t, "android")
+	g.mustOK(t, "/channel/device", obj{"device_key": key, "channel_type": "fcm", "provider_token": token})
+	g.subscribe(t, key, ch)
+	return key
+}
+
+// TestFCMGetsEveryStepInOrder: create, update and close reach an FCM device in order through
+// the fake (which checks the service account's assertion, the bearer token and the message):
+// the data map as data, the alert as notification, priority by severity, the event id as
+// collapse key. An APNs device of the same channel gets them too.
+func TestFCMGetsEveryStepInOrder(t *testing.T) {
+	t.Parallel()
+	fake, apple := fcmfake.New(t), apnsfake.New(t)
+	g := startGateway(t, gatewayOpts{fcm: fake, apns: apple})
+	ch := g.channel(t)
+	token := "fcm-token-" + strings.Repeat("x", 140)
+	g.fcmDevice(t, token, ch)
+	g.apnsDevice(t, strings.Repeat("ab", 32), ch)
+
+	ev := g.mustOK(t, "/event/create", createBody(ch, nil))["event_id"].(string)
+	g.mustOK(t, "/event/update", opBody(ch, ev, obj{"severity": "high", "message": "slow"}))
+	d := g.mustOK(t, "/event/close", opBody(ch, ev, obj{"status": "done", "message": "ok", "event_time": 1713750600000}))
+	if d["delivery"].(map[string]any)["delivered"] != 2.0 {
+		t.Fatalf("close delivered %v, want 2 targets", d["delivery"])
+	}
+	got := fake.Received(token)
+	if len(got) != 3 {
+		t.Fatalf("FCM got %d messages, want 3; refused: %v", len(got), fake.Refused())
+	}
+	for i, want := range []struct{ body, priority, version string }{
+		{"running: started", "normal", "1"},
+		{"progress: slow", "high", "2"},
+		{"done: ok", "normal", "3"},
+	} {
+		m := got[i]
+		if m.Notification["title"] != "deploy api" || m.Notification["body"] != want.body || m.Priority != want.priority ||
+			m.CollapseKey != ev || m.Data["event_id"] != ev || m.Data["event_version"] != want.version || m.Data["delivery_id"] == "" {
+			t.Errorf("message %d: %+v, want body %q, priority %s, version %s", i, m, want.body, want.priority, want.version)
+		}
+	}
+	if n := len(apple.Received("")); n != 3 {
+		t.Fatalf("APNs got %d pushes, want 3", n)
+	}
+}
+
+// TestFCMUnregisteredAndRetried: QUOTA_EXCEEDED then UNAVAILABLE are retried and delivered
+// once; UNREGISTERED fails the target and later ops leave the device out.
+func TestFCMUnregisteredAndRetried(t *testing.T) {
+	t.Parallel()
+	fake := fcmfake.New(t)
+	g := startGateway(t, gatewayOpts{fcm: fake})
+	ch := g.channel(t)
+	token := "fcm-token-" + strings.Repeat("y", 140)
+	g.fcmDevice(t, token, ch)
+	fake.Answer(token, fcmfake.Answer{Status: http.StatusTooManyRequests, ErrorCode: "QUOTA_EXCEEDED"},
+		fcmfake.Answer{Status: http.StatusServiceUnavailable, ErrorCode: "UNAVAILABLE"})
+	ev := g.mustOK(t, "/event/create", createBody(ch, nil))["event_id"].(string)
+	if n := len(fake.Received(token)); n != 1 {
+		t.Fatalf("FCM accepted %d messages, want 1", n)
+	}
+	fake.Answer(token, fcmfake.Answer{Status: http.StatusNotFound, ErrorCode: "UNREGISTERED"})
+	r := g.post(t, "/event/update", opBody(ch, ev, obj{"op_id": "fcm-gone"}))
+	if r.code() != "dispatch_partial_failure" {
+		t.Fatalf("unregistered token: %d %s", r.status, r.raw)
+	}
+	if rc := opReceipts(t, g, ch, "fcm-gone"); rc["fcm"] != "FAILED fcm_unregistered" {
+		t.Fatalf("receipts %v", rc)
+	}
+	n := 0
+	eventually(t, 10*time.Second, "the device left out of later ops", func() bool {
+		n++
+		d := g.mustOK(t, "/event/update", opBody(ch, ev, obj{"op_id": fmt.Sprint("later-", n)}))
+		return d["delivery"].(map[string]any)["targets"] == 0.0
+	})
+	if n := len(fake.Received(token)); n != 1 {
+		t.Fatalf("FCM accepted %d messages after the token died, want the 1 before", n)
 	}
 }

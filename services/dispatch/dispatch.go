@@ -22,6 +22,7 @@ import (
 	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/services/dispatch/internal/apns"
 	"pushgo.dev/gateway/services/dispatch/internal/directory"
+	"pushgo.dev/gateway/services/dispatch/internal/fcm"
 	"pushgo.dev/gateway/services/dispatch/internal/push"
 )
 
@@ -75,6 +76,40 @@ type Config struct {
 	// APNs configures delivery to devices on route apns; without a key file such a target
 	// fails with provider_not_configured.
 	APNs APNsConfig
+	// FCM configures delivery to devices on route fcm; without a credentials file such a
+	// target fails with provider_not_configured.
+	FCM FCMConfig
+}
+
+// FCMConfig is how dispatch reaches FCM (DESIGN.md §10.2).
+type FCMConfig struct {
+	// CredentialsFile is the service account key (JSON) of the Firebase project.
+	CredentialsFile string
+	// URL replaces FCM's host (fcm.Host), TokenURL the key file's token_uri (tests).
+	URL      string
+	TokenURL string
+	// TLS configures the connections (tests trusting a local fake); nil trusts the system
+	// pool, where SSL_CERT_FILE adds a certificate.
+	TLS *tls.Config
+}
+
+// client returns the FCM client the settings describe, nil when no credentials file is set.
+func (c FCMConfig) client(timeout time.Duration) (*fcm.Client, error) {
+	if c.CredentialsFile == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(c.CredentialsFile)
+	if err != nil {
+		return nil, fmt.Errorf("fcm: %w", err)
+	}
+	creds, err := fcm.ParseCredentials(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, c.CredentialsFile)
+	}
+	if c.TokenURL != "" {
+		creds.TokenURI = c.TokenURL
+	}
+	return fcm.New(fcm.Config{Credentials: creds, URL: cmp.Or(c.URL, fcm.Host), TLS: c.TLS, Timeout: timeout})
 }
 
 // APNsConfig is how dispatch reaches APNs (DESIGN.md §10.1).
@@ -221,8 +256,16 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 		log.Info("APNs configured", "key_id", cfg.APNs.KeyID, "team_id", cfg.APNs.TeamID, "topic", cfg.APNs.Topic,
 			"environment", cmp.Or(cfg.APNs.Environment, "production"), "url", cfg.APNs.URL)
 	}
+	fcmClient, err := cfg.FCM.client(budget)
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	if fcmClient != nil {
+		log.Info("FCM configured", "credentials", cfg.FCM.CredentialsFile)
+	}
 	h, err := push.New(ctx, js, dir, push.Config{
 		APNs:                apnsClient,
+		FCM:                 fcmClient,
 		ProviderParallel:    64,
 		Verifier:            verifier,
 		Budget:              budget,

@@ -27,22 +27,13 @@ type apnsSender struct {
 // back-off until ctx's deadline. invalid reports a token APNs will never take again.
 func (s *apnsSender) send(ctx context.Context, token string, rec *busv1.EventRecorded, data map[string]string) (attempts int, why string, invalid bool) {
 	st, ev := rec.GetState(), rec.GetEnvelope().GetEventId()
-	title := strings.TrimSpace(st.GetTitle())
-	if title == "" {
-		title = "Event " + ev
-	}
-	body := strings.TrimSpace(st.GetMessage())
-	if status := strings.TrimSpace(st.GetStatus()); status != "" && body != "" {
-		body = status + ": " + body
-	} else if status != "" {
-		body = status
-	}
+	title, body := alertText(rec)
 	payload, ok := apns.AlertPayload(apns.Alert{Title: title, Body: body, ThreadID: ev, Severity: st.GetSeverity(), Data: data, Wake: wakeKeys})
 	if !ok {
 		return 0, "apns_payload_too_large", false
 	}
 	n := apns.Notification{Token: token, PushType: apns.PushTypeAlert, Priority: 5, Payload: payload}
-	if sev := st.GetSeverity(); sev == "critical" || sev == "high" {
+	if urgent(rec) {
 		n.Priority = 10
 	}
 	if len(ev) <= 64 {
@@ -57,6 +48,32 @@ func (s *apnsSender) send(ctx context.Context, token string, rec *busv1.EventRec
 		return r.RetryAfter, r.Retryable(), providerReason("apns_", r.Reason)
 	})
 	return attempts, why, invalid && why != ""
+}
+
+// alertText is what a phone shows for an op: the event's title ("Event <id>" when it has
+// none, as PushGo does) and "status: message" (either alone when the other is empty).
+func alertText(rec *busv1.EventRecorded) (title, body string) {
+	st := rec.GetState()
+	title = strings.TrimSpace(st.GetTitle())
+	if title == "" {
+		title = "Event " + rec.GetEnvelope().GetEventId()
+	}
+	status, message := strings.TrimSpace(st.GetStatus()), strings.TrimSpace(st.GetMessage())
+	switch {
+	case status != "" && message != "":
+		body = status + ": " + message
+	case status != "":
+		body = status
+	default:
+		body = message
+	}
+	return title, body
+}
+
+// urgent reports an op whose push should interrupt: severity critical or high.
+func urgent(rec *busv1.EventRecorded) bool {
+	sev := rec.GetState().GetSeverity()
+	return sev == "critical" || sev == "high"
 }
 
 // providerReason is a receipt reason from a provider's: prefix + snake_case of Apple's or

@@ -37,6 +37,7 @@ import (
 	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/dispatch/internal/apns"
+	"pushgo.dev/gateway/services/dispatch/internal/fcm"
 )
 
 // brokerBudget bounds the retries of one broker call through an outage (a leader election
@@ -68,8 +69,10 @@ type Config struct {
 	WebhookAllowPrivate bool
 	// WebhookParallel bounds the webhooks of one op sent at once.
 	WebhookParallel int
-	// APNs sends to devices on route apns; nil fails them with provider_not_configured.
+	// APNs and FCM send to devices on routes apns and fcm; nil fails those with
+	// provider_not_configured.
 	APNs *apns.Client
+	FCM  *fcm.Client
 	// ProviderParallel bounds the provider requests (APNs, FCM) of one op in flight at once;
 	// they wait apart from webhooks and inboxes, so a slow provider holds neither back.
 	ProviderParallel int
@@ -99,6 +102,13 @@ type usageCounter interface {
 	Add(tenantID string, ops, deliveries uint64)
 }
 
+// provider sends an op to one device of a push provider's route (apnsSender, fcmSender):
+// attempts made, why it failed ("" when delivered), and whether the provider refused the
+// token for good.
+type provider interface {
+	send(ctx context.Context, token string, rec *busv1.EventRecorded, data map[string]string) (attempts int, why string, invalid bool)
+}
+
 // targets resolves an op's recipients; *directory.Directory implements it.
 type targets interface {
 	Targets(channelID string) []*busv1.DeviceRecord
@@ -115,10 +125,11 @@ type Handler struct {
 	events  []jetstream.Stream // by partition
 	dir     targets
 	hooks   *webhookSender
-	apns    *apnsSender // nil without APNs credentials
-	log     *slog.Logger
-	now     func() time.Time
-	recent  *logsign.Recent
+	// providers by route (apns, fcm): those with credentials.
+	providers map[string]provider
+	log       *slog.Logger
+	now       func() time.Time
+	recent    *logsign.Recent
 }
 
 // New returns a handler. js must allow enough outstanding async publishes for a channel's
@@ -142,8 +153,12 @@ func New(ctx context.Context, js jetstream.JetStream, dir targets, cfg Config, l
 	}
 	h := &Handler{cfg: cfg, js: js, ops: ops, devices: devices, journal: bus.NewJournal(js, log), events: events, dir: dir, hooks: newWebhookSender(cfg),
 		log: log, now: time.Now, recent: logsign.NewRecent(recentEvents)}
+	h.providers = map[string]provider{}
 	if cfg.APNs != nil {
-		h.apns = &apnsSender{client: cfg.APNs}
+		h.providers[RouteAPNs] = &apnsSender{client: cfg.APNs}
+	}
+	if cfg.FCM != nil {
+		h.providers[RouteFCM] = &fcmSender{client: cfg.FCM}
 	}
 	return h, nil
 }
@@ -402,8 +417,9 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
 					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
 			}()
-		case RouteAPNs:
-			if h.apns == nil {
+		case RouteAPNs, RouteFCM:
+			p := h.providers[route]
+			if p == nil {
 				receipts[i] = failed(key, route, id, "provider_not_configured", 0, sentAt)
 				continue
 			}
@@ -414,7 +430,7 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 				defer func() { <-psem }()
 				mine := maps.Clone(data)
 				mine["delivery_id"] = id
-				attempts, reason, invalid := h.apns.send(ctx, dev.GetProviderToken(), rec, mine)
+				attempts, reason, invalid := p.send(ctx, dev.GetProviderToken(), rec, mine)
 				if reason != "" {
 					if invalid {
 						h.invalidateRoute(ctx, key, route, dev.GetProviderToken(), reason)
@@ -425,8 +441,8 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
 					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
 			}()
-		default: // fcm: no provider credentials yet
-			receipts[i] = failed(key, route, id, "provider_not_configured", 0, sentAt)
+		default: // validated at registration: unreachable
+			receipts[i] = failed(key, route, id, "unknown_route", 0, sentAt)
 		}
 	}
 	for _, p := range inbox {
