@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,6 +26,7 @@ type result struct {
 	cpuPerOp           time.Duration
 	clientCPUPerOp     time.Duration // the load generator's own CPU
 	deliveriesPerSec   float64
+	deliveriesOf       string // what deliveriesPerSec counts ("" : inbox deliveries)
 	verified           bool
 	note               string
 	// keys are the devices of each channel, expect the pushes each of them must hold (verify).
@@ -42,7 +44,7 @@ func (r *result) print(name string) {
 		fmt.Printf("  (load generator %.0f µs/op)", r.clientCPUPerOp.Seconds()*1e6)
 	}
 	if r.deliveriesPerSec > 0 {
-		fmt.Printf("  %.0f inbox deliveries/s", r.deliveriesPerSec)
+		fmt.Printf("  %.0f %s/s", r.deliveriesPerSec, cmp.Or(r.deliveriesOf, "inbox deliveries"))
 	}
 	if r.note != "" {
 		fmt.Printf("  %s", r.note)

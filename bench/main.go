@@ -34,6 +34,11 @@ type options struct {
 	noisyDuration  time.Duration
 	noisyLimit     int
 	noisyOnly      bool
+	// providerDuration and providerDevices: the provider fan-out (APNs and FCM fakes).
+	providerDuration time.Duration
+	providerDevices  int
+	// serverEnv is added to the server's environment.
+	serverEnv []string
 }
 
 func main() {
@@ -53,6 +58,8 @@ func main() {
 	flag.DurationVar(&o.noisyDuration, "noisy-duration", 15*time.Second, "measured time of each side of the noisy-neighbour scenario (victims alone, flooded), split over 3 rounds (0 skips it)")
 	flag.IntVar(&o.noisyLimit, "noisy-limit", 100, "--channel-ops-per-second of the noisy-neighbour scenario; the flooder sends 10x")
 	flag.BoolVar(&o.noisyOnly, "noisy-only", false, "run only the noisy-neighbour scenario")
+	flag.DurationVar(&o.providerDuration, "provider-duration", 10*time.Second, "length of the provider fan-out against local APNs and FCM fakes (0 skips it)")
+	flag.IntVar(&o.providerDevices, "provider-devices", 1000, "APNs devices, and as many FCM devices, on the provider fan-out's channel")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -146,6 +153,13 @@ func run(ctx context.Context, o options) error {
 			fmt.Println(r.note)
 		}
 	}
+	var prov *result
+	if o.providerDuration > 0 {
+		if prov, err = runProviders(ctx, o); err != nil {
+			return fmt.Errorf("providers: %w", err)
+		}
+		prov.print("providers")
+	}
 	var noisy *noisyResult
 	if o.noisyDuration > 0 {
 		if noisy, err = runNoisy(ctx, o); err != nil {
@@ -164,12 +178,17 @@ func run(ctx context.Context, o options) error {
 	if fan != nil {
 		errs += fan.errors
 	}
-	fmt.Printf("bench: ops_per_s=%.0f p50_ms=%.2f p99_ms=%.2f cpu_us_per_op=%.0f baseline_ratio=%.2f fanout_deliveries_per_s=%.0f errors=%d\n",
-		life.opsPerSec, ms(life.p50), ms(life.p99), life.cpuPerOp.Seconds()*1e6, ratio, deliveries, errs)
+	providerRate := 0.0
+	if prov != nil {
+		providerRate = prov.deliveriesPerSec
+		errs += prov.errors
+	}
+	fmt.Printf("bench: ops_per_s=%.0f p50_ms=%.2f p99_ms=%.2f cpu_us_per_op=%.0f baseline_ratio=%.2f fanout_deliveries_per_s=%.0f provider_requests_per_s=%.0f errors=%d\n",
+		life.opsPerSec, ms(life.p50), ms(life.p99), life.cpuPerOp.Seconds()*1e6, ratio, deliveries, providerRate, errs)
 	if noisy != nil {
 		errs += noisy.victimErrors + noisy.floodOther
 	}
-	if errs > 0 || !life.verified || (fan != nil && !fan.verified) {
+	if errs > 0 || !life.verified || (fan != nil && !fan.verified) || (prov != nil && !prov.verified) {
 		return errors.New("errors or undelivered pushes; see above")
 	}
 	return nil

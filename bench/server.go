@@ -71,6 +71,7 @@ func startServer(ctx context.Context, o options, extra ...string) (*server, erro
 		return nil, err
 	}
 	s.cmd = exec.Command(o.pushgo, args...)
+	s.cmd.Env = append(os.Environ(), o.serverEnv...)
 	s.cmd.Stdout, s.cmd.Stderr = log, log
 	if err := s.cmd.Start(); err != nil {
 		return nil, err

@@ -200,3 +200,42 @@ func TestFCMUnregisteredAndRetried(t *testing.T) {
 		t.Fatalf("FCM accepted %d messages after the token died, want the 1 before", n)
 	}
 }
+
+// TestSlowProviderHoldsNoOtherTargetBack: while APNs takes its time over an op, the op's
+// webhook and inbox targets of the same op are already delivered; the op then answers 200.
+func TestSlowProviderHoldsNoOtherTargetBack(t *testing.T) {
+	t.Parallel()
+	fake := apnsfake.New(t)
+	fake.Delay(3 * time.Second) // within the delivery budget (4 s)
+	g := startGateway(t, gatewayOpts{apns: fake, allowPrivate: true})
+	ch := g.channel(t)
+	token := strings.Repeat("9f", 32)
+	g.apnsDevice(t, token, ch)
+	phone := g.device(t, "")
+	g.subscribe(t, phone, ch)
+	recv := newHookReceiver(t)
+	g.hook(t, recv, ch)
+
+	answered := make(chan response, 1)
+	go func() { answered <- g.post(t, "/event/create", createBody(ch, nil)) }()
+	eventually(t, 10*time.Second, "the webhook and the inbox served", func() bool {
+		got, _ := recv.received()
+		return len(got) == 1 && len(g.pull(t, phone)) == 1
+	})
+	if n := len(fake.Received(token)); n != 0 {
+		t.Fatalf("APNs answered (%d) before the other targets were checked: the test proves nothing", n)
+	}
+	select {
+	case r := <-answered:
+		t.Fatalf("the op answered %d before APNs did", r.status)
+	default:
+	}
+	select {
+	case r := <-answered:
+		if r.status != http.StatusOK || r.data(t)["delivery"].(map[string]any)["delivered"] != 3.0 {
+			t.Fatalf("op: %d %s", r.status, r.raw)
+		}
+	case <-time.After(30 * time.Second): // the request failed (post ended its goroutine)
+		t.Fatal("no answer to the op")
+	}
+}

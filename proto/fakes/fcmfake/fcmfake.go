@@ -102,6 +102,11 @@ func (s *Server) Credentials() []byte {
 	return b
 }
 
+// CertPEM is the fake's TLS certificate, for a client's trust (or SSL_CERT_FILE).
+func (s *Server) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
+}
+
 // TLS is a client configuration trusting the fake.
 func (s *Server) TLS() *tls.Config {
 	pool := x509.NewCertPool()
