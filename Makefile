@@ -91,6 +91,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	cd services/ingest && go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./internal/ratelimit/
 	cd services/ingest && go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./internal/streamlimit/
 	cd proto && go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./opfilter/
+	cd services/dispatch && go test -run '^$$' -fuzz '^FuzzErrorCode$$' -fuzztime $${FUZZTIME:-30s} ./internal/fcm/
+	cd services/dispatch && go test -run '^$$' -fuzz '^FuzzParseCredentials$$' -fuzztime $${FUZZTIME:-30s} ./internal/fcm/
+	cd services/dispatch && go test -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $${FUZZTIME:-30s} ./internal/apns/
 
 ## --- performance -------------------------------------------------------
 

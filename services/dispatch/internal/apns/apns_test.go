@@ -160,3 +160,14 @@ func TestParseKeyRejects(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseKey: a key file of any content is refused or read, never a panic.
+func FuzzParseKey(f *testing.F) {
+	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if k, err := ParseKey(data); err == nil && k == nil {
+			t.Fatal("no key and no error")
+		}
+	})
+}

@@ -117,3 +117,28 @@ func TestParseCredentialsRejects(t *testing.T) {
 		}
 	}
 }
+
+// FuzzErrorCode: whatever FCM (or a proxy before it) answers, reading its error never panics
+// and always names a reason.
+func FuzzErrorCode(f *testing.F) {
+	f.Add([]byte(`{"error":{"code":404,"status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}`), 404)
+	f.Add([]byte(`{"error":{"details":[{"fieldViolations":[{"field":"message.token"}]}]}}`), 400)
+	f.Add([]byte(`<html>`), 502)
+	f.Add([]byte(`{"error":null}`), 500)
+	f.Fuzz(func(t *testing.T, body []byte, status int) {
+		if code, _ := errorCode(body, status); code == "" {
+			t.Fatalf("no reason for %q", body)
+		}
+	})
+}
+
+// FuzzParseCredentials: a credentials file of any content is refused or read, never a panic.
+func FuzzParseCredentials(f *testing.F) {
+	f.Add([]byte(`{"type":"service_account","project_id":"p","client_email":"e","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n","token_uri":"https://t/token"}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if c, err := ParseCredentials(data); err == nil && (c.Key == nil || c.ProjectID == "") {
+			t.Fatalf("accepted without a key or project: %q", data)
+		}
+	})
+}
