@@ -94,6 +94,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	cd services/dispatch && go test -run '^$$' -fuzz '^FuzzErrorCode$$' -fuzztime $${FUZZTIME:-30s} ./internal/fcm/
 	cd services/dispatch && go test -run '^$$' -fuzz '^FuzzParseCredentials$$' -fuzztime $${FUZZTIME:-30s} ./internal/fcm/
 	cd services/dispatch && go test -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $${FUZZTIME:-30s} ./internal/apns/
+	cd services/ingest && go test -run '^$$' -fuzz '^FuzzRenameKeys$$' -fuzztime $${FUZZTIME:-30s} ./internal/httpapi/
 
 ## --- performance -------------------------------------------------------
 

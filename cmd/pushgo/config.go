@@ -140,6 +140,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		str(&c.dispatch.APNs.Topic, "apns-topic", "", "APNs: the app's bundle id")
 		str(&c.dispatch.APNs.Environment, "apns-environment", "production", "APNs: production or sandbox (apps built for development)")
 		str(&c.dispatch.APNs.URL, "apns-url", "", "APNs: base URL replacing the environment's Apple host (tests)")
+		str(&c.dispatch.APNs.ActivityType, "apns-activity-type", dispatch.DefaultActivityType, "APNs: the attributes-type of the Live Activities an event's create starts (the app's ActivityAttributes type)")
 		str(&c.dispatch.FCM.CredentialsFile, "fcm-credentials-file", "", "FCM: the Firebase project's service account key (JSON); without it devices on route fcm fail with provider_not_configured")
 		str(&c.dispatch.FCM.URL, "fcm-url", "", "FCM: base URL replacing https://fcm.googleapis.com (tests)")
 		str(&c.dispatch.FCM.TokenURL, "fcm-token-url", "", "FCM: OAuth2 token URL replacing the key file's token_uri (tests)")

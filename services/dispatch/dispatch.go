@@ -124,10 +124,17 @@ type APNsConfig struct {
 	// URL, when set, replaces the host it picks (a test server).
 	Environment string
 	URL         string
+	// ActivityType is the attributes-type of the Live Activities an event's create starts
+	// (the app's ActivityAttributes type name; DefaultActivityType when empty).
+	ActivityType string
 	// TLS configures the connection (tests trusting a local fake); nil trusts the system
 	// pool, where SSL_CERT_FILE adds a certificate.
 	TLS *tls.Config
 }
+
+// DefaultActivityType is the attributes-type of started Live Activities unless
+// --apns-activity-type names the app's own.
+const DefaultActivityType = "PushGoEventAttributes"
 
 // client returns the APNs client the settings describe, nil when no key file is set.
 func (c APNsConfig) client(timeout time.Duration) (*apns.Client, error) {
@@ -265,6 +272,7 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	h, err := push.New(ctx, js, dir, push.Config{
 		APNs:                apnsClient,
+		ActivityType:        cmp.Or(cfg.APNs.ActivityType, DefaultActivityType),
 		FCM:                 fcmClient,
 		ProviderParallel:    64,
 		Verifier:            verifier,

@@ -400,6 +400,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		apiv1.RegisterChannelServiceServer(reg, channelsAPI)
 		apiv1.RegisterDeviceServiceServer(reg, devicesAPI)
 		apiv1.RegisterMessageServiceServer(reg, messagesAPI)
+		apiv1.RegisterActivityServiceServer(reg, &grpcapi.Activities{Devices: devs})
 		if tenantStore != nil {
 			apiv1.RegisterTenantServiceServer(reg, &grpcapi.Tenants{Store: tenantStore})
 		}

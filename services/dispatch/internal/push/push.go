@@ -56,6 +56,9 @@ const (
 	RouteWebhook = "webhook"
 	RouteAPNs    = "apns"
 	RouteFCM     = "fcm"
+	// RouteLiveActivity is the receipt route of a push to a device's Live Activity (APNs
+	// liveactivity): an op's extra target beside the device's own route.
+	RouteLiveActivity = "liveactivity"
 )
 
 // Config tunes delivery.
@@ -73,6 +76,9 @@ type Config struct {
 	// provider_not_configured.
 	APNs *apns.Client
 	FCM  *fcm.Client
+	// ActivityType is the attributes-type of the Live Activities an event's create starts:
+	// the name of the app's ActivityAttributes type.
+	ActivityType string
 	// ProviderParallel bounds the provider requests (APNs, FCM) of one op in flight at once;
 	// they wait apart from webhooks and inboxes, so a slow provider holds neither back.
 	ProviderParallel int
@@ -223,7 +229,7 @@ func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jets
 	}
 	var receipts []*busv1.Receipt
 	if rec.GetApplied() { // late ops are recorded, not pushed
-		targets := h.dir.Targets(rec.GetEnvelope().GetChannelId())
+		targets := targetsOf(h.dir.Targets(rec.GetEnvelope().GetChannelId()), rec)
 		receipts = h.deliver(ctx, rec, targets)
 		h.countDeliveries(targets, receipts)
 	}
@@ -275,13 +281,13 @@ func (h *Handler) open(ctx context.Context, subject string, seq uint64, data []b
 // channels it is subscribed to belong to the same tenant (ingest refuses anything else), so
 // the device's tenant is the channel's. A domain event delivered again after a crash counts
 // again: usage is a meter, not a ledger.
-func (h *Handler) countDeliveries(targets []*busv1.DeviceRecord, receipts []*busv1.Receipt) {
+func (h *Handler) countDeliveries(targets []target, receipts []*busv1.Receipt) {
 	if h.cfg.Usage == nil {
 		return
 	}
 	for i, r := range receipts {
-		if r.GetStatus() == busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED && targets[i].GetTenantId() != "" {
-			h.cfg.Usage.Add(targets[i].GetTenantId(), 0, 1)
+		if tenant := targets[i].dev.GetTenantId(); r.GetStatus() == busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED && tenant != "" {
+			h.cfg.Usage.Add(tenant, 0, 1)
 		}
 	}
 }
@@ -325,7 +331,7 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 	}
 	rec := e.Rec
 	var keep, retry []*busv1.Receipt
-	var again []*busv1.DeviceRecord
+	var again []target
 	for _, r := range prior.GetReceipts() {
 		dev := h.dir.Device(r.GetDeviceKey())
 		switch {
@@ -334,7 +340,7 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 		case dev == nil || dev.GetReplacedBy() != "":
 			retry = append(retry, failed(r.GetDeviceKey(), r.GetRoute(), r.GetDeliveryId(), "device_gone", int(r.GetAttempts()), h.now()))
 		default:
-			again = append(again, dev)
+			again = append(again, target{dev: dev, route: r.GetRoute()})
 		}
 	}
 	redriven := h.deliver(ctx, rec, again)
@@ -349,7 +355,7 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 }
 
 // deliver pushes one op to targets concurrently and returns a receipt per target, in order.
-func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets []*busv1.DeviceRecord) []*busv1.Receipt {
+func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets []target) []*busv1.Receipt {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Budget)
 	defer cancel()
 	receipts := make([]*busv1.Receipt, len(targets))
@@ -372,9 +378,9 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 		delete(data, "delivery_id")
 	}
 	var shared []byte
-	for i, dev := range targets {
-		key, route := dev.GetDeviceKey(), dev.GetChannelType()
-		id := DeliveryID(env.GetId(), key)
+	for i, t := range targets {
+		dev, key, route := t.dev, t.dev.GetDeviceKey(), t.route
+		id := t.deliveryID(env.GetId())
 		switch route {
 		case RoutePrivate:
 			if shared == nil {
@@ -441,12 +447,38 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
 					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
 			}()
+		case RouteLiveActivity:
+			p, _ := h.providers[RouteAPNs].(*apnsSender)
+			if p == nil {
+				receipts[i] = failed(key, route, id, "provider_not_configured", 0, sentAt)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				psem <- struct{}{}
+				defer func() { <-psem }()
+				attempts, reason, invalid := p.sendActivity(ctx, dev, rec, h.cfg.ActivityType)
+				switch {
+				case reason == "activity_gone":
+				case invalid:
+					h.dropActivity(ctx, key, rec, reason)
+				case reason == "" && rec.GetRoute() == "close":
+					h.dropActivity(ctx, key, rec, "ended")
+				}
+				if reason != "" {
+					receipts[i] = failed(key, route, id, reason, attempts, h.now())
+					return
+				}
+				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
+					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
+			}()
 		default: // validated at registration: unreachable
 			receipts[i] = failed(key, route, id, "unknown_route", 0, sentAt)
 		}
 	}
 	for _, p := range inbox {
-		key, id := targets[p.i].GetDeviceKey(), DeliveryID(rec.GetEnvelope().GetId(), targets[p.i].GetDeviceKey())
+		key, id := targets[p.i].dev.GetDeviceKey(), targets[p.i].deliveryID(rec.GetEnvelope().GetId())
 		var err error
 		select {
 		case <-p.ack.Ok():

@@ -110,6 +110,14 @@ var Codes = map[string]Spec{
 	"delivery_id_required":                         {KindInvalid, http.StatusBadRequest},
 	"invalid_delivery_id":                          {KindInvalid, http.StatusBadRequest},
 
+	// Live Activities (§10.1).
+	"live_activity_requires_ios": {KindInvalid, http.StatusBadRequest},
+	"invalid_activity_request":   {KindInvalid, http.StatusBadRequest},
+	"invalid_activity_key":       {KindInvalid, http.StatusBadRequest},
+	"activity_token_required":    {KindInvalid, http.StatusBadRequest},
+	"invalid_activity_token":     {KindInvalid, http.StatusBadRequest},
+	"device_not_subscribed":      {KindForbidden, http.StatusForbidden},
+
 	// Channel (§6.2 step 5).
 	"channel_not_found": {KindNotFound, http.StatusNotFound},
 	"password_mismatch": {KindForbidden, http.StatusForbidden},

@@ -63,3 +63,19 @@ func (s *Messages) Ack(ctx context.Context, req *apiv1.AckRequest) (*apiv1.AckRe
 	}
 	return &apiv1.AckResponse{Removed: removed}, nil
 }
+
+// Activities implements ActivityService: the tokens of a device's Live Activities.
+type Activities struct {
+	apiv1.UnimplementedActivityServiceServer
+	Devices *devices.Store
+}
+
+// Register stores a push-to-start token or an activity's token.
+func (s *Activities) Register(ctx context.Context, req *apiv1.ActivityRequest) (*apiv1.ActivityResponse, error) {
+	return s.Devices.Activity(ctx, req, true)
+}
+
+// Unregister drops a push-to-start token or an activity's token.
+func (s *Activities) Unregister(ctx context.Context, req *apiv1.ActivityRequest) (*apiv1.ActivityResponse, error) {
+	return s.Devices.Activity(ctx, req, false)
+}

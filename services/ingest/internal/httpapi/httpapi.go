@@ -120,11 +120,15 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 	if err := apiv1.RegisterMessageServiceHandlerClient(ctx, mux, apiv1.NewMessageServiceClient(conn)); err != nil {
 		return nil, err
 	}
+	if err := apiv1.RegisterActivityServiceHandlerClient(ctx, mux, apiv1.NewActivityServiceClient(conn)); err != nil {
+		return nil, err
+	}
 	services := []protoreflect.ServiceDescriptor{
 		apiv1.File_pushgo_api_v1_event_proto.Services().ByName("EventService"),
 		apiv1.File_pushgo_api_v1_channel_proto.Services().ByName("ChannelService"),
 		apiv1.File_pushgo_api_v1_device_proto.Services().ByName("DeviceService"),
 		apiv1.File_pushgo_api_v1_device_proto.Services().ByName("MessageService"),
+		apiv1.File_pushgo_api_v1_activity_proto.Services().ByName("ActivityService"),
 	}
 	if opts.Gate != nil {
 		if err := apiv1.RegisterTenantServiceHandlerClient(ctx, mux, apiv1.NewTenantServiceClient(conn)); err != nil {
@@ -222,6 +226,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	r.URL.Path, body = unalias(r.URL.Path, body)
 	// 3. Content type and strict JSON, for the routes that take a JSON body.
 	if mt, ok := h.routes[r.URL.Path]; ok && r.Method == http.MethodPost {
 		if ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || ct != "application/json" {

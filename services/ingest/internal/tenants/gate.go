@@ -26,8 +26,9 @@ const (
 )
 
 var (
-	adminService  = "/" + apiv1.TenantService_ServiceDesc.ServiceName + "/"
-	deviceService = "/" + apiv1.MessageService_ServiceDesc.ServiceName + "/"
+	adminService    = "/" + apiv1.TenantService_ServiceDesc.ServiceName + "/"
+	deviceService   = "/" + apiv1.MessageService_ServiceDesc.ServiceName + "/"
+	activityService = "/" + apiv1.ActivityService_ServiceDesc.ServiceName + "/"
 )
 
 // MethodClass is the class of a gRPC method ("/pushgo.api.v1.EventService/Create").
@@ -35,7 +36,7 @@ func MethodClass(fullMethod string) Class {
 	switch {
 	case strings.HasPrefix(fullMethod, adminService):
 		return ClassAdmin
-	case strings.HasPrefix(fullMethod, deviceService):
+	case strings.HasPrefix(fullMethod, deviceService), strings.HasPrefix(fullMethod, activityService):
 		return ClassDevice
 	default:
 		return ClassTenant
@@ -50,7 +51,8 @@ func PathClass(path string) Class {
 		return ClassOpen
 	case strings.HasPrefix(path, "/admin/"):
 		return ClassAdmin
-	case path == "/messages/pull" || path == "/messages/ack" || path == "/device/stream" || path == "/device/ws":
+	case path == "/messages/pull" || path == "/messages/ack" || path == "/device/stream" || path == "/device/ws",
+		strings.HasPrefix(path, "/activity/"), strings.HasPrefix(path, "/v1/activity/"):
 		return ClassDevice
 	default:
 		return ClassTenant

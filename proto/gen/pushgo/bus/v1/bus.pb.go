@@ -868,8 +868,13 @@ type DeviceRecord struct {
 	// no target until its route is set again (/channel/device), which clears both.
 	RouteInvalid   string `protobuf:"bytes,10,opt,name=route_invalid,json=routeInvalid,proto3" json:"route_invalid,omitempty"`
 	RouteInvalidAt int64  `protobuf:"varint,11,opt,name=route_invalid_at,json=routeInvalidAt,proto3" json:"route_invalid_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Live Activities (DESIGN.md §10.1, /activity/register): the device's push-to-start token,
+	// and the update tokens of the activities showing events, oldest first (at most 8: a new one
+	// pushes the oldest out). Dispatch drops an event's token once it has sent its end.
+	ActivityStartToken string           `protobuf:"bytes,12,opt,name=activity_start_token,json=activityStartToken,proto3" json:"activity_start_token,omitempty"`
+	Activities         []*ActivityToken `protobuf:"bytes,13,rep,name=activities,proto3" json:"activities,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *DeviceRecord) Reset() {
@@ -979,6 +984,89 @@ func (x *DeviceRecord) GetRouteInvalidAt() int64 {
 	return 0
 }
 
+func (x *DeviceRecord) GetActivityStartToken() string {
+	if x != nil {
+		return x.ActivityStartToken
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetActivities() []*ActivityToken {
+	if x != nil {
+		return x.Activities
+	}
+	return nil
+}
+
+// ActivityToken is the APNs token of the Live Activity that shows one event on a device.
+type ActivityToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	EventId       string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Token         string                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	RegisteredAt  int64                  `protobuf:"varint,4,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivityToken) Reset() {
+	*x = ActivityToken{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivityToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivityToken) ProtoMessage() {}
+
+func (x *ActivityToken) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivityToken.ProtoReflect.Descriptor instead.
+func (*ActivityToken) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ActivityToken) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *ActivityToken) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *ActivityToken) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *ActivityToken) GetRegisteredAt() int64 {
+	if x != nil {
+		return x.RegisteredAt
+	}
+	return 0
+}
+
 // SubscriptionRecord is a subscription in KV pushgo_subs under <channel_id>.<device_key>.
 type SubscriptionRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -991,7 +1079,7 @@ type SubscriptionRecord struct {
 
 func (x *SubscriptionRecord) Reset() {
 	*x = SubscriptionRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1091,7 @@ func (x *SubscriptionRecord) String() string {
 func (*SubscriptionRecord) ProtoMessage() {}
 
 func (x *SubscriptionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[8]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1104,7 @@ func (x *SubscriptionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscriptionRecord.ProtoReflect.Descriptor instead.
 func (*SubscriptionRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{8}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubscriptionRecord) GetChannelId() string {
@@ -1057,7 +1145,7 @@ type InboxMessage struct {
 
 func (x *InboxMessage) Reset() {
 	*x = InboxMessage{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1157,7 @@ func (x *InboxMessage) String() string {
 func (*InboxMessage) ProtoMessage() {}
 
 func (x *InboxMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[9]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1170,7 @@ func (x *InboxMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxMessage.ProtoReflect.Descriptor instead.
 func (*InboxMessage) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{9}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InboxMessage) GetDeliveryId() string {
@@ -1133,7 +1221,7 @@ type RedriveRequest struct {
 
 func (x *RedriveRequest) Reset() {
 	*x = RedriveRequest{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1233,7 @@ func (x *RedriveRequest) String() string {
 func (*RedriveRequest) ProtoMessage() {}
 
 func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[10]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1246,7 @@ func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
 func (*RedriveRequest) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{10}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RedriveRequest) GetChannelId() string {
@@ -1198,7 +1286,7 @@ type ChannelRecord struct {
 
 func (x *ChannelRecord) Reset() {
 	*x = ChannelRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1298,7 @@ func (x *ChannelRecord) String() string {
 func (*ChannelRecord) ProtoMessage() {}
 
 func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[11]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1311,7 @@ func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRecord.ProtoReflect.Descriptor instead.
 func (*ChannelRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{11}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ChannelRecord) GetChannelId() string {
@@ -1279,7 +1367,7 @@ type TenantRecord struct {
 
 func (x *TenantRecord) Reset() {
 	*x = TenantRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1379,7 @@ func (x *TenantRecord) String() string {
 func (*TenantRecord) ProtoMessage() {}
 
 func (x *TenantRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1392,7 @@ func (x *TenantRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantRecord.ProtoReflect.Descriptor instead.
 func (*TenantRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{12}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TenantRecord) GetTenantId() string {
@@ -1362,7 +1450,7 @@ type TenantCounts struct {
 
 func (x *TenantCounts) Reset() {
 	*x = TenantCounts{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1462,7 @@ func (x *TenantCounts) String() string {
 func (*TenantCounts) ProtoMessage() {}
 
 func (x *TenantCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1475,7 @@ func (x *TenantCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantCounts.ProtoReflect.Descriptor instead.
 func (*TenantCounts) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{13}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TenantCounts) GetChannels() uint64 {
@@ -1424,7 +1512,7 @@ type TenantUsageRecord struct {
 
 func (x *TenantUsageRecord) Reset() {
 	*x = TenantUsageRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1524,7 @@ func (x *TenantUsageRecord) String() string {
 func (*TenantUsageRecord) ProtoMessage() {}
 
 func (x *TenantUsageRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1537,7 @@ func (x *TenantUsageRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantUsageRecord.ProtoReflect.Descriptor instead.
 func (*TenantUsageRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{14}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TenantUsageRecord) GetTenantId() string {
@@ -1565,7 +1653,7 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x05 \x01(\tR\n" +
 	"deliveryId\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\rR\battempts\x12\x0e\n" +
-	"\x02at\x18\a \x01(\x03R\x02at\"\x85\x03\n" +
+	"\x02at\x18\a \x01(\x03R\x02at\"\xf5\x03\n" +
 	"\fDeviceRecord\x12\x1d\n" +
 	"\n" +
 	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x1a\n" +
@@ -1582,7 +1670,17 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\ttenant_id\x18\t \x01(\tR\btenantId\x12#\n" +
 	"\rroute_invalid\x18\n" +
 	" \x01(\tR\frouteInvalid\x12(\n" +
-	"\x10route_invalid_at\x18\v \x01(\x03R\x0erouteInvalidAt\"q\n" +
+	"\x10route_invalid_at\x18\v \x01(\x03R\x0erouteInvalidAt\x120\n" +
+	"\x14activity_start_token\x18\f \x01(\tR\x12activityStartToken\x12<\n" +
+	"\n" +
+	"activities\x18\r \x03(\v2\x1c.pushgo.bus.v1.ActivityTokenR\n" +
+	"activities\"\x84\x01\n" +
+	"\rActivityToken\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\x12#\n" +
+	"\rregistered_at\x18\x04 \x01(\x03R\fregisteredAt\"q\n" +
 	"\x12SubscriptionRecord\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1d\n" +
@@ -1659,7 +1757,7 @@ func file_pushgo_bus_v1_bus_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgo_bus_v1_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_pushgo_bus_v1_bus_proto_goTypes = []any{
 	(OpState)(0),               // 0: pushgo.bus.v1.OpState
 	(ReceiptStatus)(0),         // 1: pushgo.bus.v1.ReceiptStatus
@@ -1671,38 +1769,40 @@ var file_pushgo_bus_v1_bus_proto_goTypes = []any{
 	(*OutcomeBatch)(nil),       // 7: pushgo.bus.v1.OutcomeBatch
 	(*Receipt)(nil),            // 8: pushgo.bus.v1.Receipt
 	(*DeviceRecord)(nil),       // 9: pushgo.bus.v1.DeviceRecord
-	(*SubscriptionRecord)(nil), // 10: pushgo.bus.v1.SubscriptionRecord
-	(*InboxMessage)(nil),       // 11: pushgo.bus.v1.InboxMessage
-	(*RedriveRequest)(nil),     // 12: pushgo.bus.v1.RedriveRequest
-	(*ChannelRecord)(nil),      // 13: pushgo.bus.v1.ChannelRecord
-	(*TenantRecord)(nil),       // 14: pushgo.bus.v1.TenantRecord
-	(*TenantCounts)(nil),       // 15: pushgo.bus.v1.TenantCounts
-	(*TenantUsageRecord)(nil),  // 16: pushgo.bus.v1.TenantUsageRecord
-	nil,                        // 17: pushgo.bus.v1.InboxMessage.DataEntry
-	(*v1.EventFields)(nil),     // 18: pushgo.api.v1.EventFields
-	(*v1.Event)(nil),           // 19: pushgo.api.v1.Event
-	(*v1.EventOpResult)(nil),   // 20: pushgo.api.v1.EventOpResult
-	(*v1.TenantLimits)(nil),    // 21: pushgo.api.v1.TenantLimits
+	(*ActivityToken)(nil),      // 10: pushgo.bus.v1.ActivityToken
+	(*SubscriptionRecord)(nil), // 11: pushgo.bus.v1.SubscriptionRecord
+	(*InboxMessage)(nil),       // 12: pushgo.bus.v1.InboxMessage
+	(*RedriveRequest)(nil),     // 13: pushgo.bus.v1.RedriveRequest
+	(*ChannelRecord)(nil),      // 14: pushgo.bus.v1.ChannelRecord
+	(*TenantRecord)(nil),       // 15: pushgo.bus.v1.TenantRecord
+	(*TenantCounts)(nil),       // 16: pushgo.bus.v1.TenantCounts
+	(*TenantUsageRecord)(nil),  // 17: pushgo.bus.v1.TenantUsageRecord
+	nil,                        // 18: pushgo.bus.v1.InboxMessage.DataEntry
+	(*v1.EventFields)(nil),     // 19: pushgo.api.v1.EventFields
+	(*v1.Event)(nil),           // 20: pushgo.api.v1.Event
+	(*v1.EventOpResult)(nil),   // 21: pushgo.api.v1.EventOpResult
+	(*v1.TenantLimits)(nil),    // 22: pushgo.api.v1.TenantLimits
 }
 var file_pushgo_bus_v1_bus_proto_depIdxs = []int32{
 	2,  // 0: pushgo.bus.v1.EventCommand.envelope:type_name -> pushgo.bus.v1.Envelope
-	18, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
+	19, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
 	2,  // 2: pushgo.bus.v1.EventRecorded.envelope:type_name -> pushgo.bus.v1.Envelope
-	18, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
-	19, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
-	20, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
+	19, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
+	20, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
+	21, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
 	0,  // 6: pushgo.bus.v1.OpRecord.state:type_name -> pushgo.bus.v1.OpState
 	5,  // 7: pushgo.bus.v1.OpRecord.outcome:type_name -> pushgo.bus.v1.Outcome
 	8,  // 8: pushgo.bus.v1.OpRecord.receipts:type_name -> pushgo.bus.v1.Receipt
 	6,  // 9: pushgo.bus.v1.OutcomeBatch.records:type_name -> pushgo.bus.v1.OpRecord
 	1,  // 10: pushgo.bus.v1.Receipt.status:type_name -> pushgo.bus.v1.ReceiptStatus
-	17, // 11: pushgo.bus.v1.InboxMessage.data:type_name -> pushgo.bus.v1.InboxMessage.DataEntry
-	21, // 12: pushgo.bus.v1.TenantRecord.limits:type_name -> pushgo.api.v1.TenantLimits
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	10, // 11: pushgo.bus.v1.DeviceRecord.activities:type_name -> pushgo.bus.v1.ActivityToken
+	18, // 12: pushgo.bus.v1.InboxMessage.data:type_name -> pushgo.bus.v1.InboxMessage.DataEntry
+	22, // 13: pushgo.bus.v1.TenantRecord.limits:type_name -> pushgo.api.v1.TenantLimits
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_pushgo_bus_v1_bus_proto_init() }
@@ -1716,7 +1816,7 @@ func file_pushgo_bus_v1_bus_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgo_bus_v1_bus_proto_rawDesc), len(file_pushgo_bus_v1_bus_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
