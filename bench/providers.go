@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,9 +95,30 @@ func runProviders(ctx context.Context, o options) (*result, error) {
 	if err, _ := failed.Load().(error); err != nil {
 		return nil, fmt.Errorf("register the provider devices: %w", err)
 	}
+	var profDone chan error
+	if srv.pprofURL != "" { // the server's CPU profile, and this process's (the fakes)
+		profDone = make(chan error, 1)
+		go func() {
+			profDone <- fetch(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", srv.pprofURL, max(int(o.providerDuration.Seconds()), 1)),
+				filepath.Join(o.profile, "cpu-providers.pprof"))
+		}()
+		f, err := os.Create(filepath.Join(o.profile, "cpu-providers-fakes.pprof"))
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	t0 := time.Now()
 	acked, lat, sent, errs := drive(ctx, c, o.fanoutClients, []string{ch}, t0.Add(o.providerDuration), 0, 0)
 	elapsed := time.Since(t0)
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			return nil, err
+		}
+	}
 	r := &result{}
 	summarise(r, lat, sent, errs, elapsed)
 	apns, fcm := len(apple.Received("")), len(google.Received(""))

@@ -62,7 +62,8 @@ type Server struct {
 	key    *ecdsa.PrivateKey
 
 	mu       sync.Mutex
-	script   map[string][]Answer // by device token, consumed in order
+	verified map[string]time.Time // provider tokens whose signature checked out, by issue time
+	script   map[string][]Answer  // by device token, consumed in order
 	received []Notification
 	refused  []string // why each refused request was refused
 	delay    time.Duration
@@ -83,7 +84,8 @@ func New(t interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{key: key, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), script: map[string][]Answer{}}
+	s := &Server{key: key, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), script: map[string][]Answer{},
+		verified: map[string]time.Time{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.EnableHTTP2 = true
 	s.StartTLS()
@@ -268,11 +270,18 @@ func checkAPS(pushType string, aps map[string]any) string {
 	return ""
 }
 
-// checkToken verifies the provider token as APNs does.
+// checkToken verifies the provider token as APNs does: its signature once (then remembered,
+// as a connection's token is), its age on every request.
 func (s *Server) checkToken(auth string) (int, string) {
 	raw, ok := strings.CutPrefix(auth, "bearer ")
 	if !ok {
 		return http.StatusForbidden, "MissingProviderToken"
+	}
+	s.mu.Lock()
+	issued, known := s.verified[raw]
+	s.mu.Unlock()
+	if known {
+		return tokenAge(issued)
 	}
 	var claims jwt.MapClaims
 	tok, err := jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
@@ -291,8 +300,16 @@ func (s *Server) checkToken(auth string) (int, string) {
 	if !ok {
 		return http.StatusForbidden, "InvalidProviderToken"
 	}
-	age := time.Since(time.Unix(int64(iat), 0))
-	if age > time.Hour || age < -time.Minute {
+	issued = time.Unix(int64(iat), 0)
+	s.mu.Lock()
+	s.verified[raw] = issued
+	s.mu.Unlock()
+	return tokenAge(issued)
+}
+
+// tokenAge refuses a provider token issued over an hour ago (or ahead of the clock).
+func tokenAge(issued time.Time) (int, string) {
+	if age := time.Since(issued); age > time.Hour || age < -time.Minute {
 		return http.StatusForbidden, "ExpiredProviderToken"
 	}
 	return http.StatusOK, ""
