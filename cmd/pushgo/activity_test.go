@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
-	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/proto/fakes/apnsfake"
+	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 )
 
 // deviceRecord reads a device's record from the devices bucket.
