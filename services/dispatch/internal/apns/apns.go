@@ -102,6 +102,12 @@ type Result struct {
 	RetryAfter time.Duration
 }
 
+// Wait is the wait the provider asked for before another attempt (0: none).
+func (r Result) Wait() time.Duration { return r.RetryAfter }
+
+// Why is the provider's reason (Reason).
+func (r Result) Why() string { return r.Reason }
+
 // OK reports a notification Apple accepted.
 func (r Result) OK() bool { return r.Status == http.StatusOK }
 

@@ -4,14 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
-
-	"pushgo.dev/gateway/proto/bus"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/services/dispatch/internal/apns"
 )
@@ -85,15 +80,7 @@ func (s *apnsSender) sendActivity(ctx context.Context, dev *busv1.DeviceRecord, 
 	if rec.GetRoute() != "update" || urgent(rec) {
 		n.Priority = 10
 	}
-	attempts, why = retrying(ctx, func(ctx context.Context) (time.Duration, bool, string) {
-		r := s.client.Send(ctx, n)
-		if r.OK() {
-			return 0, false, ""
-		}
-		invalid = r.Invalid()
-		return r.RetryAfter, r.Retryable(), providerReason("apns_", r.Reason)
-	})
-	return attempts, why, invalid && why != ""
+	return sendRetrying(ctx, "apns_", func(ctx context.Context) apns.Result { return s.client.Send(ctx, n) })
 }
 
 // maxActivityMessage bounds the message in a content state: the whole payload must stay
@@ -138,48 +125,4 @@ func activityPayload(rec *busv1.EventRecorded, attributesType string) ([]byte, e
 		err = errors.New("live activity payload over 4 KB")
 	}
 	return b, err
-}
-
-// dropActivity removes from device key's record the token an op's Live Activity push went to:
-// after the end was delivered (the activity is over), or when APNs refused the token for good.
-// Best effort, as invalidateRoute: a token left behind fails once more, or waits for the
-// device's next registration to push it out.
-func (h *Handler) dropActivity(ctx context.Context, key string, rec *busv1.EventRecorded, why string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), brokerBudget)
-	defer cancel()
-	env := rec.GetEnvelope()
-	for range 5 {
-		e, err := h.devices.Get(ctx, key)
-		if err != nil {
-			h.log.Warn("dropping a Live Activity token failed", "device", key, "err", err)
-			return
-		}
-		dev := &busv1.DeviceRecord{}
-		if err := proto.Unmarshal(e.Value(), dev); err != nil {
-			return
-		}
-		if rec.GetRoute() == "create" {
-			dev.ActivityStartToken = ""
-		} else {
-			dev.Activities = slices.DeleteFunc(dev.Activities, func(a *busv1.ActivityToken) bool {
-				return a.GetChannelId() == env.GetChannelId() && a.GetEventId() == env.GetEventId()
-			})
-		}
-		data, err := proto.Marshal(dev)
-		if err != nil {
-			return
-		}
-		err = bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
-			_, err := h.devices.Update(ctx, key, data, e.Revision())
-			return err
-		})
-		if err == nil {
-			h.log.Debug("Live Activity token dropped", "device", key, "event", env.GetEventId(), "why", why)
-			return
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			h.log.Warn("dropping a Live Activity token failed", "device", key, "err", err)
-			return
-		}
-	}
 }

@@ -3,7 +3,6 @@ package push
 import (
 	"context"
 	"strings"
-	"time"
 	"unicode"
 
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
@@ -39,15 +38,7 @@ func (s *apnsSender) send(ctx context.Context, token string, rec *busv1.EventRec
 	if len(ev) <= 64 {
 		n.CollapseID = ev
 	}
-	attempts, why = retrying(ctx, func(ctx context.Context) (time.Duration, bool, string) {
-		r := s.client.Send(ctx, n)
-		if r.OK() {
-			return 0, false, ""
-		}
-		invalid = r.Invalid()
-		return r.RetryAfter, r.Retryable(), providerReason("apns_", r.Reason)
-	})
-	return attempts, why, invalid && why != ""
+	return sendRetrying(ctx, "apns_", func(ctx context.Context) apns.Result { return s.client.Send(ctx, n) })
 }
 
 // alertText is what a phone shows for an op: the event's title ("Event <id>" when it has

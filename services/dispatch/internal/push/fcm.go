@@ -3,7 +3,6 @@ package push
 import (
 	"context"
 	"encoding/json"
-	"time"
 
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/services/dispatch/internal/fcm"
@@ -33,13 +32,5 @@ func (s *fcmSender) send(ctx context.Context, token string, rec *busv1.EventReco
 			}
 		}
 	}
-	attempts, why = retrying(ctx, func(ctx context.Context) (time.Duration, bool, string) {
-		r := s.client.Send(ctx, m)
-		if r.OK() {
-			return 0, false, ""
-		}
-		invalid = r.Invalid()
-		return r.RetryAfter, r.Retryable(), providerReason("fcm_", r.Reason)
-	})
-	return attempts, why, invalid && why != ""
+	return sendRetrying(ctx, "fcm_", func(ctx context.Context) fcm.Result { return s.client.Send(ctx, m) })
 }

@@ -408,71 +408,43 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 				receipts[i] = failed(key, route, id, "webhook_secret_unreadable", 0, sentAt)
 				continue
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sem <- struct{}{} // here, not in the loop: a slow receiver holds no other target back
-				defer func() { <-sem }()
+			async(&wg, sem, func() {
 				mine := maps.Clone(data)
 				mine["delivery_id"] = id
 				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), secret, id, env.GetChannelId(), mine)
-				if reason != "" {
-					receipts[i] = failed(key, route, id, reason, attempts, h.now())
-					return
-				}
-				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
-					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
-			}()
+				receipts[i] = h.receipt(key, route, id, attempts, reason)
+			})
 		case RouteAPNs, RouteFCM:
 			p := h.providers[route]
 			if p == nil {
 				receipts[i] = failed(key, route, id, "provider_not_configured", 0, sentAt)
 				continue
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				psem <- struct{}{}
-				defer func() { <-psem }()
+			async(&wg, psem, func() {
 				mine := maps.Clone(data)
 				mine["delivery_id"] = id
 				attempts, reason, invalid := p.send(ctx, dev.GetProviderToken(), rec, mine)
-				if reason != "" {
-					if invalid {
-						h.invalidateRoute(ctx, key, route, dev.GetProviderToken(), reason)
-					}
-					receipts[i] = failed(key, route, id, reason, attempts, h.now())
-					return
+				if invalid {
+					h.invalidateRoute(ctx, key, route, dev.GetProviderToken(), reason)
 				}
-				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
-					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
-			}()
+				receipts[i] = h.receipt(key, route, id, attempts, reason)
+			})
 		case RouteLiveActivity:
 			p, _ := h.providers[RouteAPNs].(*apnsSender)
 			if p == nil {
 				receipts[i] = failed(key, route, id, "provider_not_configured", 0, sentAt)
 				continue
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				psem <- struct{}{}
-				defer func() { <-psem }()
+			async(&wg, psem, func() {
 				attempts, reason, invalid := p.sendActivity(ctx, dev, rec, h.cfg.ActivityType)
 				switch {
-				case reason == "activity_gone":
 				case invalid:
 					h.dropActivity(ctx, key, rec, reason)
 				case reason == "" && rec.GetRoute() == "close":
 					h.dropActivity(ctx, key, rec, "ended")
 				}
-				if reason != "" {
-					receipts[i] = failed(key, route, id, reason, attempts, h.now())
-					return
-				}
-				receipts[i] = &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
-					DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
-			}()
+				receipts[i] = h.receipt(key, route, id, attempts, reason)
+			})
 		default: // validated at registration: unreachable
 			receipts[i] = failed(key, route, id, "unknown_route", 0, sentAt)
 		}
@@ -500,11 +472,29 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 			receipts[p.i] = failed(key, RoutePrivate, id, "inbox_unavailable", attempts, h.now())
 			continue
 		}
-		receipts[p.i] = &busv1.Receipt{DeviceKey: key, Route: RoutePrivate, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
-			DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
+		receipts[p.i] = h.receipt(key, RoutePrivate, id, attempts, "")
 	}
 	wg.Wait()
 	return receipts
+}
+
+// async runs f in a goroutine of wg once sem has room, taken there and not in the caller's
+// loop, so that a slow receiver or provider holds no other target back.
+func async(wg *sync.WaitGroup, sem chan struct{}, f func()) {
+	wg.Go(func() {
+		sem <- struct{}{}
+		defer func() { <-sem }()
+		f()
+	})
+}
+
+// receipt is the receipt of one target: delivered when why is "", failed with why otherwise.
+func (h *Handler) receipt(key, route, id string, attempts int, why string) *busv1.Receipt {
+	if why != "" {
+		return failed(key, route, id, why, attempts, h.now())
+	}
+	return &busv1.Receipt{DeviceKey: key, Route: route, Status: busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED,
+		DeliveryId: id, Attempts: uint32(attempts), At: h.now().UnixMilli()}
 }
 
 // omitted counts the receipts of an op that its record could not hold.

@@ -36,3 +36,27 @@ func retrying(ctx context.Context, try func(context.Context) (wait time.Duration
 		}
 	}
 }
+
+// answer is a push provider's reply to one attempt (apns.Result, fcm.Result).
+type answer interface {
+	OK() bool
+	Retryable() bool
+	Invalid() bool
+	Wait() time.Duration
+	Why() string
+}
+
+// sendRetrying makes attempts of send with retrying and reads each answer: the reason of a
+// failure is prefix + the provider's (providerReason), and invalid reports that the provider
+// refused the token for good.
+func sendRetrying[A answer](ctx context.Context, prefix string, send func(context.Context) A) (attempts int, why string, invalid bool) {
+	attempts, why = retrying(ctx, func(ctx context.Context) (time.Duration, bool, string) {
+		a := send(ctx)
+		if a.OK() {
+			return 0, false, ""
+		}
+		invalid = a.Invalid()
+		return a.Wait(), a.Retryable(), providerReason(prefix, a.Why())
+	})
+	return attempts, why, invalid && why != ""
+}
