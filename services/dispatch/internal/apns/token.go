@@ -4,15 +4,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"pushgo.dev/gateway/services/dispatch/internal/jws"
 )
 
 // tokenLifetime is how long a provider token is used. Apple refuses one older than an hour
@@ -80,30 +79,23 @@ func (t *tokens) expired(token string) {
 }
 
 func (t *tokens) mint(now time.Time) (string, error) {
-	header, err := json.Marshal(struct {
+	header := struct {
 		Alg string `json:"alg"`
 		Kid string `json:"kid"`
-	}{"ES256", t.keyID})
-	if err != nil {
-		return "", err
-	}
-	claims, err := json.Marshal(struct {
+	}{"ES256", t.keyID}
+	claims := struct {
 		Iss string `json:"iss"`
 		Iat int64  `json:"iat"`
-	}{t.teamID, now.Unix()})
-	if err != nil {
-		return "", err
-	}
-	enc := base64.RawURLEncoding
-	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
-	digest := sha256.Sum256([]byte(signing))
-	r, s, err := ecdsa.Sign(rand.Reader, t.key, digest[:])
-	if err != nil {
-		return "", fmt.Errorf("apns: sign the provider token: %w", err)
-	}
-	// JWS ES256: the signature is r and s, each as 32 big-endian bytes.
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return signing + "." + enc.EncodeToString(sig), nil
+	}{t.teamID, now.Unix()}
+	return jws.Sign(header, claims, func(digest []byte) ([]byte, error) {
+		r, s, err := ecdsa.Sign(rand.Reader, t.key, digest)
+		if err != nil {
+			return nil, fmt.Errorf("apns: sign the provider token: %w", err)
+		}
+		// JWS ES256: the signature is r and s, each as 32 big-endian bytes.
+		sig := make([]byte, 64)
+		r.FillBytes(sig[:32])
+		s.FillBytes(sig[32:])
+		return sig, nil
+	})
 }

@@ -5,9 +5,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -18,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"pushgo.dev/gateway/services/dispatch/internal/jws"
 )
 
 // Scope is the OAuth2 scope of FCM's send API.
@@ -141,21 +141,14 @@ func (t *tokens) fetch(ctx context.Context) (string, time.Duration, error) {
 // assertion is the signed JWT the grant presents: the service account asks for FCM's scope.
 func (t *tokens) assertion() (string, error) {
 	now := t.now()
-	header, err := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": t.creds.PrivateKeyID})
-	if err != nil {
-		return "", err
-	}
-	claims, err := json.Marshal(map[string]any{"iss": t.creds.ClientEmail, "scope": Scope, "aud": t.creds.TokenURI,
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
-	if err != nil {
-		return "", err
-	}
-	enc := base64.RawURLEncoding
-	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
-	digest := sha256.Sum256([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, t.creds.Key, crypto.SHA256, digest[:])
-	if err != nil {
-		return "", fmt.Errorf("fcm: sign the token assertion: %w", err)
-	}
-	return signing + "." + enc.EncodeToString(sig), nil
+	header := map[string]string{"alg": "RS256", "typ": "JWT", "kid": t.creds.PrivateKeyID}
+	claims := map[string]any{"iss": t.creds.ClientEmail, "scope": Scope, "aud": t.creds.TokenURI,
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	return jws.Sign(header, claims, func(digest []byte) ([]byte, error) {
+		sig, err := rsa.SignPKCS1v15(rand.Reader, t.creds.Key, crypto.SHA256, digest)
+		if err != nil {
+			return nil, fmt.Errorf("fcm: sign the token assertion: %w", err)
+		}
+		return sig, nil
+	})
 }
