@@ -6,30 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/fakes/apnsfake"
-	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 )
-
-// deviceRecord reads a device's record from the devices bucket.
-func deviceRecord(t *testing.T, g *gateway, key string) *busv1.DeviceRecord {
-	t.Helper()
-	kv, err := g.jetStream(t).KeyValue(t.Context(), bus.BucketDevices)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := kv.Get(t.Context(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &busv1.DeviceRecord{}
-	if err := proto.Unmarshal(e.Value(), rec); err != nil {
-		t.Fatal(err)
-	}
-	return rec
-}
 
 // TestLiveActivityFollowsTheEvent: a device's push-to-start token starts a Live Activity when
 // an event is created; the activity's token, registered through PushGo's client alias with its
@@ -90,7 +68,8 @@ func TestLiveActivityFollowsTheEvent(t *testing.T) {
 		t.Fatalf("end payload %v", got[1].Payload)
 	}
 	eventually(t, 10*time.Second, "the ended activity's token dropped", func() bool {
-		return len(deviceRecord(t, g, key).GetActivities()) == 0
+		_, rec := storedDevice(t, deviceKV(t, g), key)
+		return len(rec.GetActivities()) == 0
 	})
 
 	// Without the push-to-start token, a create starts nothing.
