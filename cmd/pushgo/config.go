@@ -134,6 +134,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var allowPrivate bool
 	dispatchFlags := func() {
 		dur(&c.dispatch.Budget, "delivery-budget", dispatch.DefaultBudget, "time to deliver one op to all targets, retries included (serve: 4/5 of --dispatch-wait unless set)")
+		str(&c.dispatch.WebhookRetrySchedule, "webhook-retry-schedule", dispatch.DefaultWebhookRetrySchedule, "delays of the durable retries of a webhook still failing when the op's budget ends: the first from the budget's end, each next from the attempt before (none: off)")
 		str(&c.dispatch.APNs.KeyFile, "apns-key-file", "", "APNs auth key (.p8 file from Apple); without it devices on route apns fail with provider_not_configured")
 		str(&c.dispatch.APNs.KeyID, "apns-key-id", "", "APNs: the auth key's key id (10 characters)")
 		str(&c.dispatch.APNs.TeamID, "apns-team-id", "", "APNs: the Apple developer team id")

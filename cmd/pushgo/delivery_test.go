@@ -15,10 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
-	"google.golang.org/protobuf/proto"
 
-	"pushgo.dev/gateway/proto/bus"
-	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/proto/webhook"
 )
 
@@ -495,21 +492,8 @@ func TestWebhookFailureIs503AndReplayRedrivesOnlyTheFailed(t *testing.T) {
 // opReceipts reads the receipts kept with an op straight from the ops bucket, by route.
 func opReceipts(t *testing.T, g *gateway, ch, opID string) map[string]string {
 	t.Helper()
-	js := g.jetStream(t)
-	kv, err := js.KeyValue(t.Context(), bus.BucketOps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := kv.Get(t.Context(), bus.OpKey(ch, opID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &busv1.OpRecord{}
-	if err := proto.Unmarshal(e.Value(), rec); err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]string{}
-	for _, r := range rec.GetReceipts() {
+	for _, r := range opRecord(t, g.jetStream(t), ch, opID).GetReceipts() {
 		out[r.GetRoute()] = strings.TrimPrefix(r.GetStatus().String(), "RECEIPT_STATUS_") + " " + r.GetReason()
 	}
 	return out

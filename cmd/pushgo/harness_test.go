@@ -140,6 +140,12 @@ type gatewayOpts struct {
 	// apns and fcm, when set, are the providers the gateway sends to (their keys and URLs).
 	apns *apnsfake.Server
 	fcm  *fcmfake.Server
+	// webhookRetrySchedule is --webhook-retry-schedule; empty is "none" (unlike the flag's
+	// default), so that no scheduled attempt reaches the receivers of other tests' webhooks.
+	webhookRetrySchedule string
+	// dataDir, when set, is the gateway's data directory (its log and secrets keys), so that a
+	// gateway started again on the same broker reads what the first one sealed.
+	dataDir string
 }
 
 // testPartitions is the partition count of gateways that do not name one.
@@ -239,7 +245,8 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	}
 	// Secrets at rest are sealed and the log signed as by pushgo serve: keys generated in the
 	// data dir.
-	cfg.dataDir = t.TempDir()
+	cfg.dataDir = cmp.Or(o.dataDir, t.TempDir())
+	cfg.dispatch.WebhookRetrySchedule = cmp.Or(o.webhookRetrySchedule, "none")
 	if !o.unsigned {
 		if err := cfg.ensureLogKeys(cmp.Or(o.logKeyDir, filepath.Join(cfg.dataDir, "keys"))); err != nil {
 			t.Fatal(err)

@@ -23,6 +23,15 @@ const (
 	// (busv1.OutcomeBatch) on the one subject OutcomesSubject, kept for the idempotency window,
 	// so that a repeat of an op is answered without a KV write per op. See Journal.
 	StreamOutcomes = "PUSHGO_OUTCOMES"
+	// StreamRetries holds the durable retry schedule of webhook deliveries (DESIGN.md §10.3):
+	// per delivery a message schedule on RetryScheduleSubject, which the broker fires at its
+	// time onto RetryDueSubject, where ConsumerRetries takes it. A work queue: a due task
+	// leaves the stream when acked, a schedule when it fires.
+	StreamRetries = "PUSHGO_RETRIES"
+	// StreamAttempts holds the attempts of webhook deliveries per device,
+	// pushgo.attempts.<device_key> (busv1.DeliveryAttempt), the newest AttemptsPerDevice for
+	// AttemptsMaxAge: what POST /channel/device/attempts lists.
+	StreamAttempts = "PUSHGO_ATTEMPTS"
 )
 
 // Key-value buckets.
@@ -50,6 +59,9 @@ const (
 	ConsumerLifecycle = "lifecycle"
 	// ConsumerDispatch consumes the event store; every dispatch instance pulls from it.
 	ConsumerDispatch = "dispatch"
+	// ConsumerRetries consumes the due webhook retries of StreamRetries; every dispatch
+	// instance pulls from it.
+	ConsumerRetries = "dispatch-retries"
 )
 
 // Subject prefixes and wildcards.
@@ -57,11 +69,18 @@ const (
 	commandPrefix = "pushgo.cmd."
 	eventPrefix   = "pushgo.evt."
 	inboxPrefix   = "pushgo.inbox."
+	retryPrefix   = "pushgo.retry."
+	attemptPrefix = "pushgo.attempts."
 
 	// CommandSubjects, EventSubjects and InboxSubjects are the streams' subject filters.
 	CommandSubjects = commandPrefix + ">"
 	EventSubjects   = eventPrefix + ">"
 	InboxSubjects   = inboxPrefix + ">"
+	// RetrySubjects, RetryDueSubjects and AttemptSubjects filter StreamRetries, its due tasks
+	// and StreamAttempts.
+	RetrySubjects    = retryPrefix + ">"
+	RetryDueSubjects = retryPrefix + "due.>"
+	AttemptSubjects  = attemptPrefix + ">"
 	// OutcomesSubject is the outcome journal's one subject: one subject, not one per op, so the
 	// broker's memory grows with batches rather than with ops.
 	OutcomesSubject = "pushgo.outcomes"
@@ -186,6 +205,22 @@ func ChannelEventSubjects(channelID string) string {
 // InboxSubject is the inbox of one device.
 func InboxSubject(deviceKey string) string {
 	return inboxPrefix + deviceKey
+}
+
+// RetryScheduleSubject is where the schedule of delivery deliveryID's next attempt lives: one
+// per delivery (the broker keeps the last message of a schedule subject only).
+func RetryScheduleSubject(deliveryID string) string {
+	return retryPrefix + "at." + deliveryID
+}
+
+// RetryDueSubject is where the broker puts delivery deliveryID's task when its time comes.
+func RetryDueSubject(deliveryID string) string {
+	return retryPrefix + "due." + deliveryID
+}
+
+// AttemptSubject is where the webhook attempts of device deviceKey are kept.
+func AttemptSubject(deviceKey string) string {
+	return attemptPrefix + deviceKey
 }
 
 // CommandMsgID is the envelope id of a command: <channel_id>:<op_id>:<command_id>, readable in

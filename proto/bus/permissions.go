@@ -137,6 +137,7 @@ func TableFor(n int) []Permissions {
 			[]string{jsInfo}, cmdSubjects, []string{RateLimitSubject, StreamsSubject, RedriveSubject},
 			ingestJS,
 			streamAdmin(StreamInbox), streamRead(StreamInbox), []string{jsAPI + "STREAM.MSG.DELETE." + StreamInbox},
+			streamRead(StreamAttempts),
 			bucketsAdminReadWrite(ingestBuckets),
 		),
 		Subscribe:  []string{inbox(RoleIngest), OutcomeSubjects, RateLimitSubject, StreamsSubject, InboxSubjects},
@@ -157,10 +158,12 @@ func TableFor(n int) []Permissions {
 		Needs: slices.Concat(cmdStreams, []string{KVStream(BucketOps)}),
 	}, {
 		Role: RoleDispatch,
-		Does: "consumes the log (its durable), appends to inboxes, records, journals (owns PUSHGO_OUTCOMES) and announces outcomes, reads devices and subscriptions, marks a device's dead provider token, answers redrive requests",
+		Does: "consumes the log (its durable), appends to inboxes, records, journals (owns PUSHGO_OUTCOMES) and announces outcomes, reads devices and subscriptions, marks a device's dead provider token, answers redrive requests, schedules and makes webhook retries (owns PUSHGO_RETRIES and PUSHGO_ATTEMPTS)",
 		Publish: slices.Concat(
 			[]string{jsInfo, InboxSubjects, jsAPI + "STREAM.INFO." + StreamInbox, OutcomesSubject, OutcomeSubjects},
 			streamAdmin(StreamOutcomes), streamRead(StreamOutcomes),
+			[]string{retryPrefix + "at.>", AttemptSubjects}, streamAdmin(StreamRetries), durable(StreamRetries, ConsumerRetries),
+			streamAdmin(StreamAttempts),
 			dispJS,
 			kvRead(BucketOps), []string{kvWrite(BucketOps)},
 			kvRead(BucketUsage), []string{kvWrite(BucketUsage)},
@@ -168,7 +171,7 @@ func TableFor(n int) []Permissions {
 		),
 		Subscribe:      []string{inbox(RoleDispatch), RedriveSubject},
 		AllowResponses: true,
-		Provisions:     []string{StreamOutcomes},
+		Provisions:     []string{StreamOutcomes, StreamRetries, StreamAttempts},
 		Needs:          slices.Concat(evtStreams, []string{StreamInbox, KVStream(BucketOps), KVStream(BucketUsage), KVStream(BucketSubs), KVStream(BucketDevices)}),
 	}, {
 		Role:      RoleAuditor,

@@ -39,6 +39,12 @@ const (
 	InboxDuplicateWindow = 40 * time.Second
 	// DefaultInboxPerDevice caps one device's inbox; the oldest item is dropped beyond it.
 	DefaultInboxPerDevice = 1000
+	// AttemptsPerDevice and AttemptsMaxAge bound the webhook attempts kept per device.
+	AttemptsPerDevice = 100
+	AttemptsMaxAge    = 7 * 24 * time.Hour
+	// RetriesMaxAge bounds how long a due retry task or a schedule stays in StreamRetries: past
+	// the longest schedule (the default adds up to 46.6 h) and its Retry-After waits.
+	RetriesMaxAge = 7 * 24 * time.Hour
 	// UsageRetention is how long a day's usage counters are kept: a month and a few days, for
 	// the month's bill to be read after it ends. A day's key is last written that day, so it
 	// expires this long after.
@@ -158,6 +164,29 @@ func StreamConfigs(o Options) []jetstream.StreamConfig {
 		Duplicates: min(o.DuplicateWindow, EventsDuplicateWindow),
 		// Reads go to the leader (LookupOutcome): a repeat must see an outcome journaled before it.
 		AllowDirect: false,
+	}, {
+		Name:        StreamRetries,
+		Description: "durable retry schedule of webhook deliveries: schedules, and tasks due",
+		Subjects:    []string{RetrySubjects},
+		// Due tasks leave when acked and schedules when they fire (Nats-Schedule-Next: purge).
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          o.Replicas,
+		MaxAge:            RetriesMaxAge,
+		Duplicates:        o.DuplicateWindow,
+		AllowMsgSchedules: true,
+		AllowRollup:       true, // message schedules need it
+	}, {
+		Name:              StreamAttempts,
+		Description:       "attempts of webhook deliveries, per device",
+		Subjects:          []string{AttemptSubjects},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          o.Replicas,
+		MaxAge:            AttemptsMaxAge,
+		MaxMsgsPerSubject: AttemptsPerDevice,
+		Duplicates:        o.DuplicateWindow,
+		AllowDirect:       true, // a diagnostic list: a replica a moment behind is fine
 	}}...)
 }
 
@@ -384,6 +413,7 @@ func sameStreamConfig(want, have jetstream.StreamConfig) bool {
 		want.Retention == have.Retention && want.Storage == have.Storage && want.Replicas == have.Replicas &&
 		want.MaxAge == have.MaxAge && want.Duplicates == have.Duplicates && want.DenyDelete == have.DenyDelete &&
 		want.DenyPurge == have.DenyPurge && want.AllowDirect == have.AllowDirect &&
+		want.AllowMsgSchedules == have.AllowMsgSchedules && want.AllowRollup == have.AllowRollup &&
 		max(want.MaxMsgsPerSubject, 0) == max(have.MaxMsgsPerSubject, 0) && // the server reports "none" as -1
 		maps.Equal(want.Metadata, have.Metadata)
 }

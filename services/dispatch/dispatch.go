@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +25,7 @@ import (
 	"pushgo.dev/gateway/services/dispatch/internal/directory"
 	"pushgo.dev/gateway/services/dispatch/internal/fcm"
 	"pushgo.dev/gateway/services/dispatch/internal/push"
+	"pushgo.dev/gateway/services/dispatch/internal/retryq"
 )
 
 // Defaults of Config.
@@ -47,6 +49,11 @@ const (
 	// maxInboxInFlight bounds the inbox appends awaiting their ack (a 1000-device channel
 	// makes 1000 per op).
 	maxInboxInFlight = 32768
+	// DefaultWebhookRetrySchedule is the durable retry schedule of webhook deliveries
+	// (DESIGN.md §10.3): the delay after the op's budget ends, then after each failed attempt.
+	DefaultWebhookRetrySchedule = retryq.DefaultSchedule
+	// retryWorkers is how many scheduled webhook attempts one instance makes at once.
+	retryWorkers = 32
 	// recordHeadroom is what an op record leaves of the broker's max payload for the KV
 	// message's subject and headers.
 	recordHeadroom = 4 << 10
@@ -61,6 +68,10 @@ type Config struct {
 	WebhookTimeout time.Duration
 	// WebhookAllowPrivate permits webhooks to loopback and private networks (tests, LANs).
 	WebhookAllowPrivate bool
+	// WebhookRetrySchedule is the comma-separated delays of the durable retries of a webhook
+	// delivery that failed past its op's budget (DefaultWebhookRetrySchedule when empty;
+	// "none" turns them off).
+	WebhookRetrySchedule string
 	// MaxRecordBytes bounds an encoded op record (0: the broker's max payload less headroom
 	// for the message's headers); receipts beyond it are counted instead of kept.
 	MaxRecordBytes int
@@ -169,6 +180,9 @@ func (c Config) Validate() error {
 	if c.Workers < 0 || c.AckWait < 0 || c.Budget < 0 || c.WebhookTimeout < 0 || c.MaxRecordBytes < 0 {
 		return errors.New("dispatch: workers, ack wait, budgets and record size must not be negative")
 	}
+	if _, err := retryq.ParseSchedule(cmp.Or(c.WebhookRetrySchedule, DefaultWebhookRetrySchedule)); err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
 	return nil
 }
 
@@ -270,7 +284,17 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if fcmClient != nil {
 		log.Info("FCM configured", "credentials", cfg.FCM.CredentialsFile)
 	}
+	schedule, _ := retryq.ParseSchedule(cmp.Or(cfg.WebhookRetrySchedule, DefaultWebhookRetrySchedule)) // checked by Validate
+	var retries *retryq.Queue
+	var retryCons jetstream.Consumer
+	if schedule != nil {
+		retries = retryq.New(js, schedule, log)
+		if retryCons, err = retries.Consumer(ctx, retryWorkers); err != nil {
+			return fmt.Errorf("dispatch: %w", err)
+		}
+	}
 	h, err := push.New(ctx, js, dir, push.Config{
+		Retries:             retries,
 		APNs:                apnsClient,
 		ActivityType:        cmp.Or(cfg.APNs.ActivityType, DefaultActivityType),
 		FCM:                 fcmClient,
@@ -297,6 +321,16 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 	if cfg.Secrets == nil {
 		log.Warn("no --secrets-key-file: only webhook secrets stored in clear can sign deliveries")
 	}
-	log.Info("dispatch running", "workers", cmp.Or(cfg.Workers, DefaultWorkers), "partitions", layout.Partitions())
+	log.Info("dispatch running", "workers", cmp.Or(cfg.Workers, DefaultWorkers), "partitions", layout.Partitions(),
+		"webhook_retry_schedule", cmp.Or(cfg.WebhookRetrySchedule, DefaultWebhookRetrySchedule))
+	var retrying sync.WaitGroup
+	defer retrying.Wait() // before h.Close: scheduled attempts write through it
+	if retries != nil {
+		retrying.Go(func() {
+			if err := retries.Consume(ctx, retryCons, retryWorkers, h.RetryDue); err != nil {
+				log.Error("webhook retries stopped", "err", err)
+			}
+		})
+	}
 	return bus.Consume(ctx, cons, cmp.Or(cfg.Workers, DefaultWorkers), log, h.Handle)
 }

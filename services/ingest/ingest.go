@@ -35,6 +35,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/devices"
 	"pushgo.dev/gateway/services/ingest/internal/grpcapi"
 	"pushgo.dev/gateway/services/ingest/internal/hashpool"
+	"pushgo.dev/gateway/services/ingest/internal/hooklog"
 	"pushgo.dev/gateway/services/ingest/internal/httpapi"
 	"pushgo.dev/gateway/services/ingest/internal/inbox"
 	"pushgo.dev/gateway/services/ingest/internal/opgate"
@@ -393,7 +394,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	events := &grpcapi.Events{Channels: chans, Ops: sub, Reader: reader.New(deps.NC, js, verifier, cfg.Bus.Layout(), log), Limits: opLimits,
 		Turns: opgate.New(cfg.ChannelConcurrency, 0)}
 	channelsAPI := &grpcapi.Channels{Store: chans, Devices: devs}
-	devicesAPI := &grpcapi.Devices{Store: devs}
+	devicesAPI := &grpcapi.Devices{Store: devs, Hooks: hooklog.New(deps.NC)}
 	messagesAPI := &grpcapi.Messages{Devices: devs, Inbox: box}
 	for _, reg := range []grpc.ServiceRegistrar{grpcServer, inline} {
 		apiv1.RegisterEventServiceServer(reg, events)

@@ -16,6 +16,9 @@ import (
 type target struct {
 	dev   *busv1.DeviceRecord
 	route string
+	// next is when a redriven webhook target's durable retry is due (Unix ms), 0 when none is
+	// scheduled: a redrive that fails again leaves that schedule as it is.
+	next int64
 }
 
 // deliveryID is the target's delivery id: the device's for its own route (DeliveryID), and

@@ -38,6 +38,7 @@ import (
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/dispatch/internal/apns"
 	"pushgo.dev/gateway/services/dispatch/internal/fcm"
+	"pushgo.dev/gateway/services/dispatch/internal/retryq"
 )
 
 // brokerBudget bounds the retries of one broker call through an outage (a leader election
@@ -94,6 +95,10 @@ type Config struct {
 	// Layout is the log's partitions: each event lives in its channel's events stream. The
 	// zero Layout is one.
 	Layout bus.Layout
+	// Retries, when set, keeps webhook deliveries still failing when their op's budget ends on
+	// its durable retry schedule (DESIGN.md §10.3; durable.go); nil leaves them to the
+	// caller's repeat.
+	Retries *retryq.Queue
 	// Secrets opens the devices' sealed webhook secrets (nil: only clear ones are usable). A
 	// secret that does not open is never used to sign: that target fails with
 	// webhook_secret_unreadable, and the reason is logged.
@@ -126,7 +131,7 @@ type Handler struct {
 	cfg     Config
 	js      jetstream.JetStream
 	ops     jetstream.KeyValue
-	devices jetstream.KeyValue // marks dead provider tokens (invalidateRoute)
+	devices jetstream.KeyValue // marks dead provider tokens and gone webhooks (invalidateRoute)
 	journal *bus.Journal
 	events  []jetstream.Stream // by partition
 	dir     targets
@@ -230,10 +235,10 @@ func (h *Handler) handle(ctx context.Context, rec *busv1.EventRecorded, md *jets
 	var receipts []*busv1.Receipt
 	if rec.GetApplied() { // late ops are recorded, not pushed
 		targets := targetsOf(h.dir.Targets(rec.GetEnvelope().GetChannelId()), rec)
-		receipts = h.deliver(ctx, rec, targets)
+		receipts = h.deliver(ctx, rec, md.Sequence.Stream, targets)
 		h.countDeliveries(targets, receipts)
 	}
-	_, err := h.complete(ctx, rec, md.Sequence.Stream, receipts, omitted{}, false)
+	_, err := h.complete(ctx, rec, md.Sequence.Stream, receipts)
 	return err
 }
 
@@ -317,19 +322,10 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 		prior.GetState() != busv1.OpState_OP_STATE_DONE || prior.GetEventSeq() == 0 {
 		return nil, err
 	}
-	var msg *jetstream.RawStreamMsg
-	err = bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
-		msg, err = h.events[h.cfg.Layout.Of(req.GetChannelId())].GetMsg(ctx, prior.GetEventSeq())
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load domain event %d: %w", prior.GetEventSeq(), err)
-	}
-	e, err := h.open(ctx, msg.Subject, msg.Sequence, msg.Data)
+	rec, err := h.loadEvent(ctx, req.GetChannelId(), prior.GetEventSeq())
 	if err != nil {
 		return nil, err
 	}
-	rec := e.Rec
 	var keep, retry []*busv1.Receipt
 	var again []target
 	for _, r := range prior.GetReceipts() {
@@ -339,23 +335,34 @@ func (h *Handler) redrive(ctx context.Context, data []byte) ([]byte, error) {
 			keep = append(keep, r)
 		case dev == nil || dev.GetReplacedBy() != "":
 			retry = append(retry, failed(r.GetDeviceKey(), r.GetRoute(), r.GetDeliveryId(), "device_gone", int(r.GetAttempts()), h.now()))
+		case dev.GetRouteInvalid() != "" && dev.GetChannelType() == r.GetRoute():
+			// The provider refused the token, or the webhook answered 410: not sent again
+			// until the device's route is set again.
+			retry = append(retry, failed(r.GetDeviceKey(), r.GetRoute(), r.GetDeliveryId(), "route_invalid", int(r.GetAttempts()), h.now()))
 		default:
-			again = append(again, target{dev: dev, route: r.GetRoute()})
+			again = append(again, target{dev: dev, route: r.GetRoute(), next: r.GetNextAttemptAt()})
 		}
 	}
-	redriven := h.deliver(ctx, rec, again)
+	redriven := h.deliver(ctx, rec, prior.GetEventSeq(), again)
 	h.countDeliveries(again, redriven)
-	receipts := append(append(keep, retry...), redriven...)
-	out, err := h.complete(ctx, rec, prior.GetEventSeq(), receipts,
-		omitted{delivered: prior.GetDeliveredOmitted(), failed: prior.GetFailedOmitted()}, true)
+	mine := append(append(keep, retry...), redriven...)
+	out, err := h.settle(ctx, rec, prior.GetEventSeq(), func(cur *busv1.OpRecord) ([]*busv1.Receipt, bool) {
+		return merge(cur.GetReceipts(), mine), true
+	})
 	if err != nil {
+		return nil, err
+	}
+	if err := h.notify(out); err != nil {
 		return nil, err
 	}
 	return proto.Marshal(out)
 }
 
-// deliver pushes one op to targets concurrently and returns a receipt per target, in order.
-func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets []target) []*busv1.Receipt {
+// deliver pushes one op (the domain event at seq) to targets concurrently and returns a
+// receipt per target, in order. A webhook target still failing when the budget ends goes on
+// the durable retry schedule (scheduleFirst).
+func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, seq uint64, targets []target) []*busv1.Receipt {
+	budgetEnd := h.now().Add(h.cfg.Budget)
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Budget)
 	defer cancel()
 	receipts := make([]*busv1.Receipt, len(targets))
@@ -411,8 +418,14 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, targets
 			async(&wg, sem, func() {
 				mine := maps.Clone(data)
 				mine["delivery_id"] = id
-				attempts, reason := h.hooks.send(ctx, dev.GetProviderToken(), secret, id, env.GetChannelId(), mine)
-				receipts[i] = h.receipt(key, route, id, attempts, reason)
+				tries := h.hooks.send(ctx, dev.GetProviderToken(), secret, id, env.GetChannelId(), mine)
+				last := tries[len(tries)-1]
+				r := h.receipt(key, route, id, len(tries), last.why)
+				if last.why != "" {
+					r.NextAttemptAt = h.afterBudget(ctx, t, rec, seq, r, last, budgetEnd)
+				}
+				h.logAttempts(ctx, key, env, id, tries, r.GetNextAttemptAt())
+				receipts[i] = r
 			})
 		case RouteAPNs, RouteFCM:
 			p := h.providers[route]
@@ -500,11 +513,38 @@ func (h *Handler) receipt(key, route, id string, attempts int, why string) *busv
 // omitted counts the receipts of an op that its record could not hold.
 type omitted struct{ delivered, failed uint32 }
 
-// complete records the op's outcome from its receipts (and those counted in prior, which an
-// earlier record of the op left out), publishes it and returns the record written. A 503, or
-// any outcome of an op that has a record (keep: a redrive), goes to pushgo_ops with its
-// receipts; a 200 to the journal, without them.
-func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq uint64, receipts []*busv1.Receipt, prior omitted, keep bool) (*busv1.OpRecord, error) {
+// complete records the op's outcome from its receipts, publishes it and returns the record
+// written. A 503 goes to pushgo_ops with its receipts; a 200 to the journal, without them.
+func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq uint64, receipts []*busv1.Receipt) (*busv1.OpRecord, error) {
+	env := rec.GetEnvelope()
+	op := h.outcome(rec, seq, receipts, omitted{})
+	if op.GetOutcome().GetHttpStatus() == http.StatusOK {
+		// Journaled and announced without its receipts (nothing retries a delivered target).
+		op.Receipts = nil
+		if err := h.journal.Write(ctx, op); err != nil {
+			return nil, fmt.Errorf("journal outcome of %s: %w", env.GetId(), err)
+		}
+		err := h.notify(op)
+		op.Receipts = receipts
+		return op, err
+	}
+	data, err := h.encodeRecord(op)
+	if err != nil {
+		return nil, err
+	}
+	if err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
+		_, err := h.ops.Put(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()), data)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("record outcome of %s: %w", env.GetId(), err)
+	}
+	return op, h.notify(op)
+}
+
+// outcome is the op record of rec from its receipts (and those counted in prior, which an
+// earlier record of the op left out): 200 when every target received the push, 503
+// dispatch_partial_failure otherwise.
+func (h *Handler) outcome(rec *busv1.EventRecorded, seq uint64, receipts []*busv1.Receipt, prior omitted) *busv1.OpRecord {
 	env := rec.GetEnvelope()
 	delivery := &apiv1.Delivery{Targets: uint32(len(receipts)) + prior.delivered + prior.failed,
 		Delivered: prior.delivered, Failed: prior.failed}
@@ -536,27 +576,8 @@ func (h *Handler) complete(ctx context.Context, rec *busv1.EventRecorded, seq ui
 	op := bus.DoneRecord(env, rec.GetRoute(), rec.GetCommandId(), rec.GetFingerprint(), rec.GetOpCreatedAt(), h.now().UnixMilli(), out)
 	op.EventSeq = seq
 	op.DeliveredOmitted, op.FailedOmitted = prior.delivered, prior.failed
-	if !keep && delivery.GetFailed() == 0 {
-		// Journaled and announced without its receipts (nothing retries a delivered target).
-		if err := h.journal.Write(ctx, op); err != nil {
-			return nil, fmt.Errorf("journal outcome of %s: %w", env.GetId(), err)
-		}
-		err := h.notify(op)
-		op.Receipts = receipts
-		return op, err
-	}
 	op.Receipts = receipts
-	data, err := h.encodeRecord(op)
-	if err != nil {
-		return nil, err
-	}
-	if err := bus.Retry(ctx, brokerBudget, func(ctx context.Context) error {
-		_, err := h.ops.Put(ctx, bus.OpKey(env.GetChannelId(), env.GetOpId()), data)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("record outcome of %s: %w", env.GetId(), err)
-	}
-	return op, h.notify(op)
+	return op
 }
 
 // encodeRecord encodes op within MaxRecordBytes. An op to a channel of many thousand targets

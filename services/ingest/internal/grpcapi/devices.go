@@ -2,9 +2,12 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/devices"
+	"pushgo.dev/gateway/services/ingest/internal/hooklog"
 	"pushgo.dev/gateway/services/ingest/internal/inbox"
 	"pushgo.dev/gateway/services/ingest/internal/validate"
 )
@@ -13,6 +16,7 @@ import (
 type Devices struct {
 	apiv1.UnimplementedDeviceServiceServer
 	Store *devices.Store
+	Hooks *hooklog.Log
 }
 
 // Register issues or confirms a device key.
@@ -23,6 +27,27 @@ func (s *Devices) Register(ctx context.Context, req *apiv1.RegisterDeviceRequest
 // SetRoute sets how pushes reach a device.
 func (s *Devices) SetRoute(ctx context.Context, req *apiv1.SetRouteRequest) (*apiv1.SetRouteResponse, error) {
 	return s.Store.SetRoute(ctx, req)
+}
+
+// Attempts lists the attempts to deliver to a device's webhook, newest first.
+func (s *Devices) Attempts(ctx context.Context, req *apiv1.AttemptsRequest) (*apiv1.AttemptsResponse, error) {
+	key, limit, verr := validate.Attempts(req)
+	if verr != nil {
+		return nil, verr
+	}
+	if err := s.Store.Check(ctx, key); err != nil {
+		return nil, err
+	}
+	attempts, err := s.Hooks.Recent(ctx, key, limit)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		e := apierr.New("unavailable", "the webhook attempts are unavailable; retry later")
+		e.RetryAfter = 5
+		return nil, errors.Join(e, err)
+	}
+	return &apiv1.AttemptsResponse{Attempts: attempts}, nil
 }
 
 // Messages implements MessageService over a device's inbox.

@@ -207,6 +207,29 @@ func Pull(req *apiv1.PullRequest) (deviceKey string, limit int, err *apierr.Erro
 	return deviceKey, limit, nil
 }
 
+// Limits of /channel/device/attempts.
+const (
+	maxAttemptsLimit     = 100
+	defaultAttemptsLimit = 20
+)
+
+// Attempts validates /channel/device/attempts.
+//
+// Errors: device_key_required, invalid_device_key, invalid_limit.
+func Attempts(req *apiv1.AttemptsRequest) (deviceKey string, limit int, err *apierr.Error) {
+	if deviceKey, err = DeviceKey(req.GetDeviceKey()); err != nil {
+		return "", 0, err
+	}
+	limit = defaultAttemptsLimit
+	if req.Limit != nil {
+		if req.GetLimit() < 1 || req.GetLimit() > maxAttemptsLimit {
+			return "", 0, apierr.Newf("invalid_limit", "limit must be 1 to %d", maxAttemptsLimit)
+		}
+		limit = int(req.GetLimit())
+	}
+	return deviceKey, limit, nil
+}
+
 // Ack validates /messages/ack.
 //
 // Errors: device_key_required, invalid_device_key, delivery_id_required, invalid_delivery_id.

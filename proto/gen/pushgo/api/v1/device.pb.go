@@ -306,6 +306,219 @@ func (x *SetRouteResponse) GetWebhookSecret() string {
 	return ""
 }
 
+// AttemptsRequest names the device.
+type AttemptsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	DeviceKey string                 `protobuf:"bytes,1,opt,name=device_key,json=deviceKey,proto3" json:"device_key,omitempty"`
+	// 1–100, default 20.
+	Limit         *int32 `protobuf:"varint,2,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttemptsRequest) Reset() {
+	*x = AttemptsRequest{}
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttemptsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttemptsRequest) ProtoMessage() {}
+
+func (x *AttemptsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttemptsRequest.ProtoReflect.Descriptor instead.
+func (*AttemptsRequest) Descriptor() ([]byte, []int) {
+	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AttemptsRequest) GetDeviceKey() string {
+	if x != nil {
+		return x.DeviceKey
+	}
+	return ""
+}
+
+func (x *AttemptsRequest) GetLimit() int32 {
+	if x != nil && x.Limit != nil {
+		return *x.Limit
+	}
+	return 0
+}
+
+// DeliveryAttempt is one attempt to deliver a push to a webhook.
+type DeliveryAttempt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery's id (webhook-id): the same on every attempt of one push.
+	DeliveryId string `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	ChannelId  string `protobuf:"bytes,2,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	EventId    string `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// Unix ms the attempt began.
+	At int64 `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	// The receiver's HTTP status; 0 when it did not answer (timeout, refused connection).
+	Status    uint32 `protobuf:"varint,5,opt,name=status,proto3" json:"status,omitempty"`
+	LatencyMs uint32 `protobuf:"varint,6,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
+	// Why it failed, e.g. webhook_status_503 or webhook_timeout; empty when delivered.
+	Error     string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	Delivered bool   `protobuf:"varint,8,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	// Unix ms of the next attempt when one is scheduled, else 0.
+	NextAttemptAt int64 `protobuf:"varint,9,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryAttempt) Reset() {
+	*x = DeliveryAttempt{}
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryAttempt) ProtoMessage() {}
+
+func (x *DeliveryAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryAttempt.ProtoReflect.Descriptor instead.
+func (*DeliveryAttempt) Descriptor() ([]byte, []int) {
+	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DeliveryAttempt) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *DeliveryAttempt) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *DeliveryAttempt) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *DeliveryAttempt) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *DeliveryAttempt) GetStatus() uint32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *DeliveryAttempt) GetLatencyMs() uint32 {
+	if x != nil {
+		return x.LatencyMs
+	}
+	return 0
+}
+
+func (x *DeliveryAttempt) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *DeliveryAttempt) GetDelivered() bool {
+	if x != nil {
+		return x.Delivered
+	}
+	return false
+}
+
+func (x *DeliveryAttempt) GetNextAttemptAt() int64 {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return 0
+}
+
+// AttemptsResponse lists attempts newest first.
+type AttemptsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attempts      []*DeliveryAttempt     `protobuf:"bytes,1,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttemptsResponse) Reset() {
+	*x = AttemptsResponse{}
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttemptsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttemptsResponse) ProtoMessage() {}
+
+func (x *AttemptsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttemptsResponse.ProtoReflect.Descriptor instead.
+func (*AttemptsResponse) Descriptor() ([]byte, []int) {
+	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AttemptsResponse) GetAttempts() []*DeliveryAttempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
 // PullRequest names the device.
 type PullRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -318,7 +531,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[4]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +543,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[4]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +556,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{4}
+	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PullRequest) GetDeviceKey() string {
@@ -374,7 +587,7 @@ type InboxItem struct {
 
 func (x *InboxItem) Reset() {
 	*x = InboxItem{}
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[5]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +599,7 @@ func (x *InboxItem) String() string {
 func (*InboxItem) ProtoMessage() {}
 
 func (x *InboxItem) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[5]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +612,7 @@ func (x *InboxItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxItem.ProtoReflect.Descriptor instead.
 func (*InboxItem) Descriptor() ([]byte, []int) {
-	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{5}
+	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *InboxItem) GetDeliveryId() string {
@@ -433,7 +646,7 @@ type PullResponse struct {
 
 func (x *PullResponse) Reset() {
 	*x = PullResponse{}
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[6]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +658,7 @@ func (x *PullResponse) String() string {
 func (*PullResponse) ProtoMessage() {}
 
 func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[6]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +671,7 @@ func (x *PullResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
 func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{6}
+	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PullResponse) GetItems() []*InboxItem {
@@ -479,7 +692,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[7]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +704,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[7]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +717,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{7}
+	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AckRequest) GetDeviceKey() string {
@@ -531,7 +744,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[8]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +756,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_api_v1_device_proto_msgTypes[8]
+	mi := &file_pushgo_api_v1_device_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +769,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{8}
+	return file_pushgo_api_v1_device_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AckResponse) GetRemoved() bool {
@@ -600,7 +813,27 @@ const file_pushgo_api_v1_device_proto_rawDesc = "" +
 	"\x0eissued_new_key\x18\x04 \x01(\bR\fissuedNewKey\x12*\n" +
 	"\x0ewebhook_secret\x18\x05 \x01(\tH\x01R\rwebhookSecret\x88\x01\x01B\x11\n" +
 	"\x0f_provider_tokenB\x11\n" +
-	"\x0f_webhook_secret\"Q\n" +
+	"\x0f_webhook_secret\"U\n" +
+	"\x0fAttemptsRequest\x12\x1d\n" +
+	"\n" +
+	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x19\n" +
+	"\x05limit\x18\x02 \x01(\x05H\x00R\x05limit\x88\x01\x01B\b\n" +
+	"\x06_limit\"\x8f\x02\n" +
+	"\x0fDeliveryAttempt\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x02 \x01(\tR\tchannelId\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x03R\x02at\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\rR\x06status\x12\x1d\n" +
+	"\n" +
+	"latency_ms\x18\x06 \x01(\rR\tlatencyMs\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12\x1c\n" +
+	"\tdelivered\x18\b \x01(\bR\tdelivered\x12&\n" +
+	"\x0fnext_attempt_at\x18\t \x01(\x03R\rnextAttemptAt\"N\n" +
+	"\x10AttemptsResponse\x12:\n" +
+	"\battempts\x18\x01 \x03(\v2\x1e.pushgo.api.v1.DeliveryAttemptR\battempts\"Q\n" +
 	"\vPullRequest\x12\x1d\n" +
 	"\n" +
 	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x19\n" +
@@ -623,10 +856,11 @@ const file_pushgo_api_v1_device_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x02 \x01(\tR\n" +
 	"deliveryId\"'\n" +
 	"\vAckResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\bR\aremoved2\xee\x01\n" +
+	"\aremoved\x18\x01 \x01(\bR\aremoved2\xe0\x02\n" +
 	"\rDeviceService\x12t\n" +
 	"\bRegister\x12$.pushgo.api.v1.RegisterDeviceRequest\x1a%.pushgo.api.v1.RegisterDeviceResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/device/register\x12g\n" +
-	"\bSetRoute\x12\x1e.pushgo.api.v1.SetRouteRequest\x1a\x1f.pushgo.api.v1.SetRouteResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/channel/device2\xc4\x01\n" +
+	"\bSetRoute\x12\x1e.pushgo.api.v1.SetRouteRequest\x1a\x1f.pushgo.api.v1.SetRouteResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/channel/device\x12p\n" +
+	"\bAttempts\x12\x1e.pushgo.api.v1.AttemptsRequest\x1a\x1f.pushgo.api.v1.AttemptsResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/channel/device/attempts2\xc4\x01\n" +
 	"\x0eMessageService\x12Z\n" +
 	"\x04Pull\x12\x1a.pushgo.api.v1.PullRequest\x1a\x1b.pushgo.api.v1.PullResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/messages/pull\x12V\n" +
 	"\x03Ack\x12\x19.pushgo.api.v1.AckRequest\x1a\x1a.pushgo.api.v1.AckResponse\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/messages/ackB2Z0pushgo.dev/gateway/proto/gen/pushgo/api/v1;apiv1b\x06proto3"
@@ -643,35 +877,41 @@ func file_pushgo_api_v1_device_proto_rawDescGZIP() []byte {
 	return file_pushgo_api_v1_device_proto_rawDescData
 }
 
-var file_pushgo_api_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_pushgo_api_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_pushgo_api_v1_device_proto_goTypes = []any{
 	(*RegisterDeviceRequest)(nil),  // 0: pushgo.api.v1.RegisterDeviceRequest
 	(*RegisterDeviceResponse)(nil), // 1: pushgo.api.v1.RegisterDeviceResponse
 	(*SetRouteRequest)(nil),        // 2: pushgo.api.v1.SetRouteRequest
 	(*SetRouteResponse)(nil),       // 3: pushgo.api.v1.SetRouteResponse
-	(*PullRequest)(nil),            // 4: pushgo.api.v1.PullRequest
-	(*InboxItem)(nil),              // 5: pushgo.api.v1.InboxItem
-	(*PullResponse)(nil),           // 6: pushgo.api.v1.PullResponse
-	(*AckRequest)(nil),             // 7: pushgo.api.v1.AckRequest
-	(*AckResponse)(nil),            // 8: pushgo.api.v1.AckResponse
-	nil,                            // 9: pushgo.api.v1.InboxItem.PayloadEntry
+	(*AttemptsRequest)(nil),        // 4: pushgo.api.v1.AttemptsRequest
+	(*DeliveryAttempt)(nil),        // 5: pushgo.api.v1.DeliveryAttempt
+	(*AttemptsResponse)(nil),       // 6: pushgo.api.v1.AttemptsResponse
+	(*PullRequest)(nil),            // 7: pushgo.api.v1.PullRequest
+	(*InboxItem)(nil),              // 8: pushgo.api.v1.InboxItem
+	(*PullResponse)(nil),           // 9: pushgo.api.v1.PullResponse
+	(*AckRequest)(nil),             // 10: pushgo.api.v1.AckRequest
+	(*AckResponse)(nil),            // 11: pushgo.api.v1.AckResponse
+	nil,                            // 12: pushgo.api.v1.InboxItem.PayloadEntry
 }
 var file_pushgo_api_v1_device_proto_depIdxs = []int32{
-	9, // 0: pushgo.api.v1.InboxItem.payload:type_name -> pushgo.api.v1.InboxItem.PayloadEntry
-	5, // 1: pushgo.api.v1.PullResponse.items:type_name -> pushgo.api.v1.InboxItem
-	0, // 2: pushgo.api.v1.DeviceService.Register:input_type -> pushgo.api.v1.RegisterDeviceRequest
-	2, // 3: pushgo.api.v1.DeviceService.SetRoute:input_type -> pushgo.api.v1.SetRouteRequest
-	4, // 4: pushgo.api.v1.MessageService.Pull:input_type -> pushgo.api.v1.PullRequest
-	7, // 5: pushgo.api.v1.MessageService.Ack:input_type -> pushgo.api.v1.AckRequest
-	1, // 6: pushgo.api.v1.DeviceService.Register:output_type -> pushgo.api.v1.RegisterDeviceResponse
-	3, // 7: pushgo.api.v1.DeviceService.SetRoute:output_type -> pushgo.api.v1.SetRouteResponse
-	6, // 8: pushgo.api.v1.MessageService.Pull:output_type -> pushgo.api.v1.PullResponse
-	8, // 9: pushgo.api.v1.MessageService.Ack:output_type -> pushgo.api.v1.AckResponse
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5,  // 0: pushgo.api.v1.AttemptsResponse.attempts:type_name -> pushgo.api.v1.DeliveryAttempt
+	12, // 1: pushgo.api.v1.InboxItem.payload:type_name -> pushgo.api.v1.InboxItem.PayloadEntry
+	8,  // 2: pushgo.api.v1.PullResponse.items:type_name -> pushgo.api.v1.InboxItem
+	0,  // 3: pushgo.api.v1.DeviceService.Register:input_type -> pushgo.api.v1.RegisterDeviceRequest
+	2,  // 4: pushgo.api.v1.DeviceService.SetRoute:input_type -> pushgo.api.v1.SetRouteRequest
+	4,  // 5: pushgo.api.v1.DeviceService.Attempts:input_type -> pushgo.api.v1.AttemptsRequest
+	7,  // 6: pushgo.api.v1.MessageService.Pull:input_type -> pushgo.api.v1.PullRequest
+	10, // 7: pushgo.api.v1.MessageService.Ack:input_type -> pushgo.api.v1.AckRequest
+	1,  // 8: pushgo.api.v1.DeviceService.Register:output_type -> pushgo.api.v1.RegisterDeviceResponse
+	3,  // 9: pushgo.api.v1.DeviceService.SetRoute:output_type -> pushgo.api.v1.SetRouteResponse
+	6,  // 10: pushgo.api.v1.DeviceService.Attempts:output_type -> pushgo.api.v1.AttemptsResponse
+	9,  // 11: pushgo.api.v1.MessageService.Pull:output_type -> pushgo.api.v1.PullResponse
+	11, // 12: pushgo.api.v1.MessageService.Ack:output_type -> pushgo.api.v1.AckResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_pushgo_api_v1_device_proto_init() }
@@ -684,13 +924,14 @@ func file_pushgo_api_v1_device_proto_init() {
 	file_pushgo_api_v1_device_proto_msgTypes[2].OneofWrappers = []any{}
 	file_pushgo_api_v1_device_proto_msgTypes[3].OneofWrappers = []any{}
 	file_pushgo_api_v1_device_proto_msgTypes[4].OneofWrappers = []any{}
+	file_pushgo_api_v1_device_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgo_api_v1_device_proto_rawDesc), len(file_pushgo_api_v1_device_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

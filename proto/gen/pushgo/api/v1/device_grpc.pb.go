@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	DeviceService_Register_FullMethodName = "/pushgo.api.v1.DeviceService/Register"
 	DeviceService_SetRoute_FullMethodName = "/pushgo.api.v1.DeviceService/SetRoute"
+	DeviceService_Attempts_FullMethodName = "/pushgo.api.v1.DeviceService/Attempts"
 )
 
 // DeviceServiceClient is the client API for DeviceService service.
@@ -39,6 +40,11 @@ type DeviceServiceClient interface {
 	// apns_channel_requires_apple_platform, fcm_channel_requires_android_platform,
 	// invalid_provider_token, invalid_webhook_url, webhook_url_not_allowed.
 	SetRoute(ctx context.Context, in *SetRouteRequest, opts ...grpc.CallOption) (*SetRouteResponse, error)
+	// Attempts lists the attempts to deliver to the device's webhook, newest first: those made
+	// within an op's budget and those of the durable retry schedule (DESIGN.md §10.3). The
+	// newest 100 per device are kept, for 7 days. Errors: device_key_required,
+	// invalid_device_key, device_key_not_found, invalid_limit.
+	Attempts(ctx context.Context, in *AttemptsRequest, opts ...grpc.CallOption) (*AttemptsResponse, error)
 }
 
 type deviceServiceClient struct {
@@ -69,6 +75,16 @@ func (c *deviceServiceClient) SetRoute(ctx context.Context, in *SetRouteRequest,
 	return out, nil
 }
 
+func (c *deviceServiceClient) Attempts(ctx context.Context, in *AttemptsRequest, opts ...grpc.CallOption) (*AttemptsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttemptsResponse)
+	err := c.cc.Invoke(ctx, DeviceService_Attempts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeviceServiceServer is the server API for DeviceService service.
 // All implementations must embed UnimplementedDeviceServiceServer
 // for forward compatibility.
@@ -85,6 +101,11 @@ type DeviceServiceServer interface {
 	// apns_channel_requires_apple_platform, fcm_channel_requires_android_platform,
 	// invalid_provider_token, invalid_webhook_url, webhook_url_not_allowed.
 	SetRoute(context.Context, *SetRouteRequest) (*SetRouteResponse, error)
+	// Attempts lists the attempts to deliver to the device's webhook, newest first: those made
+	// within an op's budget and those of the durable retry schedule (DESIGN.md §10.3). The
+	// newest 100 per device are kept, for 7 days. Errors: device_key_required,
+	// invalid_device_key, device_key_not_found, invalid_limit.
+	Attempts(context.Context, *AttemptsRequest) (*AttemptsResponse, error)
 	mustEmbedUnimplementedDeviceServiceServer()
 }
 
@@ -100,6 +121,9 @@ func (UnimplementedDeviceServiceServer) Register(context.Context, *RegisterDevic
 }
 func (UnimplementedDeviceServiceServer) SetRoute(context.Context, *SetRouteRequest) (*SetRouteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetRoute not implemented")
+}
+func (UnimplementedDeviceServiceServer) Attempts(context.Context, *AttemptsRequest) (*AttemptsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Attempts not implemented")
 }
 func (UnimplementedDeviceServiceServer) mustEmbedUnimplementedDeviceServiceServer() {}
 func (UnimplementedDeviceServiceServer) testEmbeddedByValue()                       {}
@@ -158,6 +182,24 @@ func _DeviceService_SetRoute_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeviceService_Attempts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttemptsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeviceServiceServer).Attempts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeviceService_Attempts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeviceServiceServer).Attempts(ctx, req.(*AttemptsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DeviceService_ServiceDesc is the grpc.ServiceDesc for DeviceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -172,6 +214,10 @@ var DeviceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetRoute",
 			Handler:    _DeviceService_SetRoute_Handler,
+		},
+		{
+			MethodName: "Attempts",
+			Handler:    _DeviceService_Attempts_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

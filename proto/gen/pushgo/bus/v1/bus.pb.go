@@ -757,7 +757,10 @@ type Receipt struct {
 	DeliveryId string `protobuf:"bytes,5,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
 	Attempts   uint32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// Unix ms of the last attempt.
-	At            int64 `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"`
+	At int64 `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"`
+	// Webhooks: Unix ms of the next attempt on the durable retry schedule (DESIGN.md §10.3), 0
+	// when none is scheduled (delivered, failed for good, or the schedule ended).
+	NextAttemptAt int64 `protobuf:"varint,8,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -837,6 +840,13 @@ func (x *Receipt) GetAttempts() uint32 {
 func (x *Receipt) GetAt() int64 {
 	if x != nil {
 		return x.At
+	}
+	return 0
+}
+
+func (x *Receipt) GetNextAttemptAt() int64 {
+	if x != nil {
+		return x.NextAttemptAt
 	}
 	return 0
 }
@@ -1270,6 +1280,235 @@ func (x *RedriveRequest) GetCommandId() string {
 	return ""
 }
 
+// RetryTask is one scheduled attempt of a webhook delivery that failed past its op's budget
+// (DESIGN.md §10.3): a message schedule in PUSHGO_RETRIES fires it on its due subject at its
+// time, and a dispatch instance makes the attempt.
+type RetryTask struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	OpId      string                 `protobuf:"bytes,2,opt,name=op_id,json=opId,proto3" json:"op_id,omitempty"`
+	// The op's command, as in its record: a task of another command of the same op_id is stale.
+	CommandId string `protobuf:"bytes,3,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// The domain event's sequence in its partition's events stream.
+	EventSeq   uint64 `protobuf:"varint,4,opt,name=event_seq,json=eventSeq,proto3" json:"event_seq,omitempty"`
+	DeviceKey  string `protobuf:"bytes,5,opt,name=device_key,json=deviceKey,proto3" json:"device_key,omitempty"`
+	DeliveryId string `protobuf:"bytes,6,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// Index in the retry schedule of this attempt's delay.
+	Step uint32 `protobuf:"varint,7,opt,name=step,proto3" json:"step,omitempty"`
+	// Attempts made before this one, within the budget and on the schedule.
+	Attempts      uint32 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryTask) Reset() {
+	*x = RetryTask{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryTask) ProtoMessage() {}
+
+func (x *RetryTask) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryTask.ProtoReflect.Descriptor instead.
+func (*RetryTask) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RetryTask) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *RetryTask) GetOpId() string {
+	if x != nil {
+		return x.OpId
+	}
+	return ""
+}
+
+func (x *RetryTask) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *RetryTask) GetEventSeq() uint64 {
+	if x != nil {
+		return x.EventSeq
+	}
+	return 0
+}
+
+func (x *RetryTask) GetDeviceKey() string {
+	if x != nil {
+		return x.DeviceKey
+	}
+	return ""
+}
+
+func (x *RetryTask) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *RetryTask) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *RetryTask) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+// DeliveryAttempt is one attempt to deliver to a webhook, in PUSHGO_ATTEMPTS under
+// pushgo.attempts.<device_key>: what POST /channel/device/attempts lists.
+type DeliveryAttempt struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DeliveryId string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	ChannelId  string                 `protobuf:"bytes,2,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	EventId    string                 `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	OpId       string                 `protobuf:"bytes,4,opt,name=op_id,json=opId,proto3" json:"op_id,omitempty"`
+	// Unix ms the attempt began.
+	At        int64 `protobuf:"varint,5,opt,name=at,proto3" json:"at,omitempty"`
+	Delivered bool  `protobuf:"varint,6,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	// The receiver's HTTP status; 0 when it did not answer.
+	Status    uint32 `protobuf:"varint,7,opt,name=status,proto3" json:"status,omitempty"`
+	LatencyMs uint32 `protobuf:"varint,8,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
+	// Why it failed ("" when delivered), e.g. webhook_status_503, webhook_timeout.
+	Error string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// Unix ms of the next attempt when one is scheduled, else 0.
+	NextAttemptAt int64 `protobuf:"varint,10,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryAttempt) Reset() {
+	*x = DeliveryAttempt{}
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryAttempt) ProtoMessage() {}
+
+func (x *DeliveryAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryAttempt.ProtoReflect.Descriptor instead.
+func (*DeliveryAttempt) Descriptor() ([]byte, []int) {
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeliveryAttempt) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *DeliveryAttempt) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *DeliveryAttempt) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *DeliveryAttempt) GetOpId() string {
+	if x != nil {
+		return x.OpId
+	}
+	return ""
+}
+
+func (x *DeliveryAttempt) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *DeliveryAttempt) GetDelivered() bool {
+	if x != nil {
+		return x.Delivered
+	}
+	return false
+}
+
+func (x *DeliveryAttempt) GetStatus() uint32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *DeliveryAttempt) GetLatencyMs() uint32 {
+	if x != nil {
+		return x.LatencyMs
+	}
+	return 0
+}
+
+func (x *DeliveryAttempt) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *DeliveryAttempt) GetNextAttemptAt() int64 {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return 0
+}
+
 // ChannelRecord is a channel in KV pushgo_channels under <channel_id>.
 type ChannelRecord struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1286,7 +1525,7 @@ type ChannelRecord struct {
 
 func (x *ChannelRecord) Reset() {
 	*x = ChannelRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1537,7 @@ func (x *ChannelRecord) String() string {
 func (*ChannelRecord) ProtoMessage() {}
 
 func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[12]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1550,7 @@ func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRecord.ProtoReflect.Descriptor instead.
 func (*ChannelRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{12}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ChannelRecord) GetChannelId() string {
@@ -1367,7 +1606,7 @@ type TenantRecord struct {
 
 func (x *TenantRecord) Reset() {
 	*x = TenantRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1618,7 @@ func (x *TenantRecord) String() string {
 func (*TenantRecord) ProtoMessage() {}
 
 func (x *TenantRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[13]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1631,7 @@ func (x *TenantRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantRecord.ProtoReflect.Descriptor instead.
 func (*TenantRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{13}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TenantRecord) GetTenantId() string {
@@ -1450,7 +1689,7 @@ type TenantCounts struct {
 
 func (x *TenantCounts) Reset() {
 	*x = TenantCounts{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1701,7 @@ func (x *TenantCounts) String() string {
 func (*TenantCounts) ProtoMessage() {}
 
 func (x *TenantCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[14]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1714,7 @@ func (x *TenantCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantCounts.ProtoReflect.Descriptor instead.
 func (*TenantCounts) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{14}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TenantCounts) GetChannels() uint64 {
@@ -1512,7 +1751,7 @@ type TenantUsageRecord struct {
 
 func (x *TenantUsageRecord) Reset() {
 	*x = TenantUsageRecord{}
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[15]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1763,7 @@ func (x *TenantUsageRecord) String() string {
 func (*TenantUsageRecord) ProtoMessage() {}
 
 func (x *TenantUsageRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[15]
+	mi := &file_pushgo_bus_v1_bus_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1776,7 @@ func (x *TenantUsageRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantUsageRecord.ProtoReflect.Descriptor instead.
 func (*TenantUsageRecord) Descriptor() ([]byte, []int) {
-	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{15}
+	return file_pushgo_bus_v1_bus_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TenantUsageRecord) GetTenantId() string {
@@ -1643,7 +1882,7 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\x11delivered_omitted\x18\r \x01(\rR\x10deliveredOmitted\x12%\n" +
 	"\x0efailed_omitted\x18\x0e \x01(\rR\rfailedOmitted\"A\n" +
 	"\fOutcomeBatch\x121\n" +
-	"\arecords\x18\x01 \x03(\v2\x17.pushgo.bus.v1.OpRecordR\arecords\"\xd9\x01\n" +
+	"\arecords\x18\x01 \x03(\v2\x17.pushgo.bus.v1.OpRecordR\arecords\"\x81\x02\n" +
 	"\aReceipt\x12\x1d\n" +
 	"\n" +
 	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x14\n" +
@@ -1653,7 +1892,8 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x05 \x01(\tR\n" +
 	"deliveryId\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\rR\battempts\x12\x0e\n" +
-	"\x02at\x18\a \x01(\x03R\x02at\"\xf5\x03\n" +
+	"\x02at\x18\a \x01(\x03R\x02at\x12&\n" +
+	"\x0fnext_attempt_at\x18\b \x01(\x03R\rnextAttemptAt\"\xf5\x03\n" +
 	"\fDeviceRecord\x12\x1d\n" +
 	"\n" +
 	"device_key\x18\x01 \x01(\tR\tdeviceKey\x12\x1a\n" +
@@ -1704,7 +1944,35 @@ const file_pushgo_bus_v1_bus_proto_rawDesc = "" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x13\n" +
 	"\x05op_id\x18\x02 \x01(\tR\x04opId\x12\x1d\n" +
 	"\n" +
-	"command_id\x18\x03 \x01(\tR\tcommandId\"\xa3\x01\n" +
+	"command_id\x18\x03 \x01(\tR\tcommandId\"\xeb\x01\n" +
+	"\tRetryTask\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x13\n" +
+	"\x05op_id\x18\x02 \x01(\tR\x04opId\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x03 \x01(\tR\tcommandId\x12\x1b\n" +
+	"\tevent_seq\x18\x04 \x01(\x04R\beventSeq\x12\x1d\n" +
+	"\n" +
+	"device_key\x18\x05 \x01(\tR\tdeviceKey\x12\x1f\n" +
+	"\vdelivery_id\x18\x06 \x01(\tR\n" +
+	"deliveryId\x12\x12\n" +
+	"\x04step\x18\a \x01(\rR\x04step\x12\x1a\n" +
+	"\battempts\x18\b \x01(\rR\battempts\"\xa4\x02\n" +
+	"\x0fDeliveryAttempt\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x02 \x01(\tR\tchannelId\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\x12\x13\n" +
+	"\x05op_id\x18\x04 \x01(\tR\x04opId\x12\x0e\n" +
+	"\x02at\x18\x05 \x01(\x03R\x02at\x12\x1c\n" +
+	"\tdelivered\x18\x06 \x01(\bR\tdelivered\x12\x16\n" +
+	"\x06status\x18\a \x01(\rR\x06status\x12\x1d\n" +
+	"\n" +
+	"latency_ms\x18\b \x01(\rR\tlatencyMs\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12&\n" +
+	"\x0fnext_attempt_at\x18\n" +
+	" \x01(\x03R\rnextAttemptAt\"\xa3\x01\n" +
 	"\rChannelRecord\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
@@ -1757,7 +2025,7 @@ func file_pushgo_bus_v1_bus_proto_rawDescGZIP() []byte {
 }
 
 var file_pushgo_bus_v1_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_pushgo_bus_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_pushgo_bus_v1_bus_proto_goTypes = []any{
 	(OpState)(0),               // 0: pushgo.bus.v1.OpState
 	(ReceiptStatus)(0),         // 1: pushgo.bus.v1.ReceiptStatus
@@ -1773,31 +2041,33 @@ var file_pushgo_bus_v1_bus_proto_goTypes = []any{
 	(*SubscriptionRecord)(nil), // 11: pushgo.bus.v1.SubscriptionRecord
 	(*InboxMessage)(nil),       // 12: pushgo.bus.v1.InboxMessage
 	(*RedriveRequest)(nil),     // 13: pushgo.bus.v1.RedriveRequest
-	(*ChannelRecord)(nil),      // 14: pushgo.bus.v1.ChannelRecord
-	(*TenantRecord)(nil),       // 15: pushgo.bus.v1.TenantRecord
-	(*TenantCounts)(nil),       // 16: pushgo.bus.v1.TenantCounts
-	(*TenantUsageRecord)(nil),  // 17: pushgo.bus.v1.TenantUsageRecord
-	nil,                        // 18: pushgo.bus.v1.InboxMessage.DataEntry
-	(*v1.EventFields)(nil),     // 19: pushgo.api.v1.EventFields
-	(*v1.Event)(nil),           // 20: pushgo.api.v1.Event
-	(*v1.EventOpResult)(nil),   // 21: pushgo.api.v1.EventOpResult
-	(*v1.TenantLimits)(nil),    // 22: pushgo.api.v1.TenantLimits
+	(*RetryTask)(nil),          // 14: pushgo.bus.v1.RetryTask
+	(*DeliveryAttempt)(nil),    // 15: pushgo.bus.v1.DeliveryAttempt
+	(*ChannelRecord)(nil),      // 16: pushgo.bus.v1.ChannelRecord
+	(*TenantRecord)(nil),       // 17: pushgo.bus.v1.TenantRecord
+	(*TenantCounts)(nil),       // 18: pushgo.bus.v1.TenantCounts
+	(*TenantUsageRecord)(nil),  // 19: pushgo.bus.v1.TenantUsageRecord
+	nil,                        // 20: pushgo.bus.v1.InboxMessage.DataEntry
+	(*v1.EventFields)(nil),     // 21: pushgo.api.v1.EventFields
+	(*v1.Event)(nil),           // 22: pushgo.api.v1.Event
+	(*v1.EventOpResult)(nil),   // 23: pushgo.api.v1.EventOpResult
+	(*v1.TenantLimits)(nil),    // 24: pushgo.api.v1.TenantLimits
 }
 var file_pushgo_bus_v1_bus_proto_depIdxs = []int32{
 	2,  // 0: pushgo.bus.v1.EventCommand.envelope:type_name -> pushgo.bus.v1.Envelope
-	19, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
+	21, // 1: pushgo.bus.v1.EventCommand.fields:type_name -> pushgo.api.v1.EventFields
 	2,  // 2: pushgo.bus.v1.EventRecorded.envelope:type_name -> pushgo.bus.v1.Envelope
-	19, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
-	20, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
-	21, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
+	21, // 3: pushgo.bus.v1.EventRecorded.fields:type_name -> pushgo.api.v1.EventFields
+	22, // 4: pushgo.bus.v1.EventRecorded.state:type_name -> pushgo.api.v1.Event
+	23, // 5: pushgo.bus.v1.Outcome.result:type_name -> pushgo.api.v1.EventOpResult
 	0,  // 6: pushgo.bus.v1.OpRecord.state:type_name -> pushgo.bus.v1.OpState
 	5,  // 7: pushgo.bus.v1.OpRecord.outcome:type_name -> pushgo.bus.v1.Outcome
 	8,  // 8: pushgo.bus.v1.OpRecord.receipts:type_name -> pushgo.bus.v1.Receipt
 	6,  // 9: pushgo.bus.v1.OutcomeBatch.records:type_name -> pushgo.bus.v1.OpRecord
 	1,  // 10: pushgo.bus.v1.Receipt.status:type_name -> pushgo.bus.v1.ReceiptStatus
 	10, // 11: pushgo.bus.v1.DeviceRecord.activities:type_name -> pushgo.bus.v1.ActivityToken
-	18, // 12: pushgo.bus.v1.InboxMessage.data:type_name -> pushgo.bus.v1.InboxMessage.DataEntry
-	22, // 13: pushgo.bus.v1.TenantRecord.limits:type_name -> pushgo.api.v1.TenantLimits
+	20, // 12: pushgo.bus.v1.InboxMessage.data:type_name -> pushgo.bus.v1.InboxMessage.DataEntry
+	24, // 13: pushgo.bus.v1.TenantRecord.limits:type_name -> pushgo.api.v1.TenantLimits
 	14, // [14:14] is the sub-list for method output_type
 	14, // [14:14] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
@@ -1816,7 +2086,7 @@ func file_pushgo_bus_v1_bus_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushgo_bus_v1_bus_proto_rawDesc), len(file_pushgo_bus_v1_bus_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
