@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,7 +13,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -221,7 +224,49 @@ func TestGRPC(t *testing.T) {
 	if status.Code(err) != codes.NotFound || reason(err) != "event_not_found" {
 		t.Fatalf("update of unknown event: %v", err)
 	}
-	if _, err := events.Create(ctx, &apiv1.EventRequest{}); status.Code(err) != codes.InvalidArgument || reason(err) != "channel_id_required" {
+	var trailer metadata.MD
+	if _, err := events.Create(ctx, &apiv1.EventRequest{}, grpc.Trailer(&trailer)); status.Code(err) != codes.InvalidArgument || reason(err) != "channel_id_required" {
 		t.Fatalf("empty request: %v", err)
 	}
+	// The error code as a plain trailer too, for tools that do not decode the detail.
+	if got := trailer.Get(ingest.ErrorCodeTrailer); len(got) != 1 || got[0] != "channel_id_required" {
+		t.Fatalf("error code trailer = %v", trailer)
+	}
+
+	// The standard health service answers without the token once the gateway is ready.
+	hc := healthpb.NewHealthClient(cc)
+	eventually(t, 10*time.Second, "health SERVING", func() bool {
+		r, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
+	if r, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "pushgo.api.v1.EventService"}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health of EventService: %v %v", r, err)
+	}
+	if _, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "nope"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("health of an unknown service: %v", err)
+	}
+
+	// Server reflection lists every service, so stock tools need no .proto files.
+	stream, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, svc := range resp.GetListServicesResponse().GetService() {
+		names = append(names, svc.GetName())
+	}
+	for _, want := range []string{"pushgo.api.v1.EventService", "pushgo.api.v1.ChannelService", "pushgo.api.v1.DeviceService",
+		"pushgo.api.v1.MessageService", "pushgo.api.v1.ActivityService", "grpc.health.v1.Health"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("reflection lists %v, not %s", names, want)
+		}
+	}
+	_ = stream.CloseSend()
 }

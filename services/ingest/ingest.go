@@ -20,7 +20,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
 
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
@@ -406,13 +409,23 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			apiv1.RegisterTenantServiceServer(reg, &grpcapi.Tenants{Store: tenantStore})
 		}
 	}
+	// The standard health service and server reflection, on the gRPC listener only: stock tools
+	// (grpcurl, grpc_health_probe) need neither our .proto files nor a token for them.
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(grpcServer, healthSrv)
+	reflection.Register(grpcServer)
+	isReady := ready(deps.NC, js, cfg.Bus.Layout())
+	healthCtx, stopHealth := context.WithCancel(ctx)
+	healthDone := make(chan struct{})
+	go func() { followHealth(healthCtx, healthSrv, isReady); close(healthDone) }()
+	defer func() { stopHealth(); <-healthDone }()
 	streamsDone := make(chan struct{})
 	var hold *retryhold.Holder
 	if cfg.RetryHold > 0 {
 		hold = retryhold.New(cfg.RetryHold)
 	}
 	handler, err := httpapi.New(ctx, inline, httpapi.Options{
-		Token: token, Gate: gate, Ready: ready(deps.NC, js, cfg.Bus.Layout()), Logger: log,
+		Token: token, Gate: gate, Ready: isReady, Logger: log,
 		Streams:   streams{devs, box, streamLimit},
 		KeepAlive: cfg.StreamKeepAlive, StreamWriteTimeout: cmp.Or(cfg.StreamWriteTimeout, DefaultStreamWriteTimeout), Done: streamsDone, Addrs: addrs,
 		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout, Hold: hold,
@@ -473,6 +486,42 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// ErrorCodeTrailer is the gRPC trailer that carries a failed call's error_code, beside the
+// status's ErrorInfo detail (whose reason is the same code).
+const ErrorCodeTrailer = grpcapi.ErrorCodeTrailer
+
+// healthEvery is how often the gRPC health status is brought in line with readiness.
+const healthEvery = 2 * time.Second
+
+// followHealth sets the gRPC health status of the server ("") and of every API service from
+// ready (what /readyz answers) every healthEvery, until ctx is done; then NOT_SERVING.
+func followHealth(ctx context.Context, srv *health.Server, ready func(context.Context) error) {
+	services := []string{"", apiv1.EventService_ServiceDesc.ServiceName, apiv1.ChannelService_ServiceDesc.ServiceName,
+		apiv1.DeviceService_ServiceDesc.ServiceName, apiv1.MessageService_ServiceDesc.ServiceName, apiv1.ActivityService_ServiceDesc.ServiceName}
+	set := func(st healthpb.HealthCheckResponse_ServingStatus) {
+		for _, s := range services {
+			srv.SetServingStatus(s, st)
+		}
+	}
+	t := time.NewTicker(healthEvery)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, healthEvery)
+		st := healthpb.HealthCheckResponse_SERVING
+		if ready(rctx) != nil {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		cancel()
+		set(st)
+		select {
+		case <-ctx.Done():
+			srv.Shutdown() // NOT_SERVING for everything from now on
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // streams serves the live inbox routes from the device store and the inbox, within the

@@ -19,6 +19,9 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/tenants"
 )
 
+// ErrorCodeTrailer is the trailer of a failed gRPC call that carries its error_code.
+const ErrorCodeTrailer = "pushgo-error-code"
+
 // Interceptor authenticates the call with the gateway token, recovers panics, and maps every
 // error to a status carrying its error_code (apierr.Error.Status). Unexpected errors become
 // internal_error; their detail is logged, never returned.
@@ -43,6 +46,11 @@ func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger)
 			}
 			ctx = clientaddr.NewContext(ctx, a)
 		}
+		if tenants.MethodClass(info.FullMethod) == tenants.ClassOpen {
+			// The standard health service: no token, and its own status codes (NotFound for
+			// an unknown service), which are not API errors.
+			return handler(ctx, req)
+		}
 		if token.Enabled() {
 			var header string
 			if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -60,6 +68,10 @@ func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger)
 			if e.Code == "internal_error" || e.Code == "unavailable" {
 				log.Warn("request failed", "method", info.FullMethod, "code", e.Code, "err", err)
 			}
+			// The error_code as a plain trailer too, for tools that do not decode the status's
+			// ErrorInfo detail (grpcurl -v prints it). In process (REST) there is no stream to
+			// carry it, and nothing needs it.
+			_ = grpc.SetTrailer(ctx, metadata.Pairs(ErrorCodeTrailer, e.Code))
 			return nil, e // a status error for gRPC (Error.GRPCStatus), itself in process
 		}
 		return resp, nil

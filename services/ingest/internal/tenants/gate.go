@@ -29,11 +29,15 @@ var (
 	adminService    = "/" + apiv1.TenantService_ServiceDesc.ServiceName + "/"
 	deviceService   = "/" + apiv1.MessageService_ServiceDesc.ServiceName + "/"
 	activityService = "/" + apiv1.ActivityService_ServiceDesc.ServiceName + "/"
+	// The standard gRPC health service: open, as /healthz and /readyz are.
+	healthService = "/grpc.health.v1.Health/"
 )
 
 // MethodClass is the class of a gRPC method ("/pushgo.api.v1.EventService/Create").
 func MethodClass(fullMethod string) Class {
 	switch {
+	case strings.HasPrefix(fullMethod, healthService):
+		return ClassOpen
 	case strings.HasPrefix(fullMethod, adminService):
 		return ClassAdmin
 	case strings.HasPrefix(fullMethod, deviceService), strings.HasPrefix(fullMethod, activityService):
