@@ -10,10 +10,11 @@ import (
 )
 
 // InProgressEvery is how often a message still being handled is reported in progress, which
-// pushes its ack deadline back: consumers' ack waits (15–30 s) can then stay short, so a
-// message held by a crashed instance comes back soon, while a handler retrying through a
-// leader election keeps its message.
-const InProgressEvery = 5 * time.Second
+// pushes its ack deadline back: consumers' ack waits (3 s) can then stay short, so a message
+// held by a crashed instance, or lost on its way to an instance whose connection died, comes
+// back within a client's dispatch wait, while a handler retrying through a leader election
+// keeps its message. A third of the ack wait: one lost report does not hand the message out.
+const InProgressEvery = time.Second
 
 // DefaultChannelShare is the share of Consume's workers that the messages of one channel may
 // hold at once: a quarter, so that a channel whose ops are slow (a webhook that does not

@@ -37,7 +37,7 @@ const (
 	// it to another instance. It bounds how late a redelivery after a crash comes, and so must
 	// stay below the inbox's duplicate window (bus.InboxDuplicateWindow) minus the delivery
 	// budget; a handler holding a message longer marks it in progress.
-	DefaultAckWait = 15 * time.Second
+	DefaultAckWait = 3 * time.Second
 	// DefaultBudget bounds the delivery of one op, webhook retries included; it is shorter
 	// than ingest's 5 s dispatch wait so that callers get the outcome in the same request.
 	DefaultBudget = 4 * time.Second

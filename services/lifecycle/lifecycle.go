@@ -30,8 +30,11 @@ const (
 	// go to one worker, in order.
 	DefaultWorkers = 64
 	// DefaultAckWait is how long a command may stay unacknowledged before JetStream hands it to
-	// another instance: longer than a command takes even through a leader election.
-	DefaultAckWait = 30 * time.Second
+	// another instance. Short, so that commands lost in flight to an instance whose connection
+	// died (a node's death: up to a pull's worth per partition) come back before the client's
+	// 5 s dispatch wait ends; a command held longer (a fold retried through a leader election)
+	// is reported in progress every bus.InProgressEvery.
+	DefaultAckWait = 3 * time.Second
 	// headCacheSize bounds the event heads remembered when Config.CacheHeads is set. Only
 	// events changed in the last moments benefit, and each head is a tree of small objects
 	// that would outlive a burst and keep heap pages from being returned, so it is small.
