@@ -9,6 +9,8 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GRPC_GATEWAY_VERSION       := v2.33.0
 GOLANGCI_LINT_VERSION      := v2.15.0
+# What `pushgo version` prints: the commit (with -dirty for uncommitted changes), "dev" outside a git checkout.
+PUSHGO_VERSION             := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # The v1 grpc-gateway module is the one Go module that ships google/api/{annotations,http}.proto.
 GOOGLEAPIS_MODULE          := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 
@@ -28,7 +30,7 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build bin/pushgo
-	cd cmd/pushgo && go build -trimpath -o $(BIN)/pushgo .
+	cd cmd/pushgo && go build -trimpath -ldflags='-X main.version=$(PUSHGO_VERSION)' -o $(BIN)/pushgo .
 
 .PHONY: run
 run: build ## start the gateway with its embedded JetStream (store in ./data) on 127.0.0.1:6666
@@ -158,7 +160,7 @@ COMPOSE := docker-compose -p pushgo -f deploy/compose.yaml
 
 .PHONY: images
 images: ## static binaries and FROM-scratch images pushgo:dev and pushgo-nats:dev
-	cd cmd/pushgo && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(CURDIR)/$(IMAGES)/pushgo/pushgo .
+	cd cmd/pushgo && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -X main.version=$(PUSHGO_VERSION)' -o $(CURDIR)/$(IMAGES)/pushgo/pushgo .
 	cd proto && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(CURDIR)/$(IMAGES)/nats/nats-server github.com/nats-io/nats-server/v2
 	docker build -q -t pushgo:dev $(IMAGES)/pushgo
 	docker build -q -t pushgo-nats:dev $(IMAGES)/nats

@@ -27,6 +27,9 @@ type config struct {
 	logFormat string
 	// pprofAddr, when set, serves net/http/pprof there (profiling; keep it on loopback).
 	pprofAddr string
+	// metricsAddr, when set, serves GET /metrics there without a token (and not on the API
+	// listener); lifecycle and dispatch have metrics only there.
+	metricsAddr string
 
 	// serve only
 	dataDir string
@@ -64,6 +67,13 @@ Usage:
   pushgo tenant <command>     administer a hosted gateway's tenants (create, update, delete, list, usage)
   pushgo audit <command>      read and check the event log (export, verify, state); never writes
   pushgo deploy-secrets       write the compose cluster's CA, NATS certificates, users and config (--dir)
+
+A client of a running gateway (PUSHGO_URL, PUSHGO_TOKEN, PUSHGO_CHANNEL_ID, PUSHGO_PASSWORD):
+  pushgo event create|update|close|get|history|list   send an op, read events
+  pushgo channel create       make a channel
+  pushgo device register|subscribe
+  pushgo listen --device-key K   print a device's pushes as they come (--json)
+  pushgo version
 
 Run "pushgo <command> -h" for the flags of a command. Every flag can also be set with the
 environment variable PUSHGO_<FLAG> (e.g. --http-addr: PUSHGO_HTTP_ADDR); a flag wins over it.
@@ -111,6 +121,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&c.logFormat, "log-format", "text", "text or json (to stderr)")
 	if c.command != "healthcheck" {
 		str(&c.pprofAddr, "pprof-addr", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060")
+		str(&c.metricsAddr, "metrics-addr", "", "serve Prometheus GET /metrics on this address, without a token (default: on the API listener behind the token; lifecycle and dispatch: none)")
 	}
 
 	boolean := func(p *bool, name string, help string) {
@@ -248,6 +259,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	c.lifecycle.Bus, c.dispatch.Bus, c.ingest.Bus = c.bus, c.bus, c.bus
 	c.lifecycle.LogPublicKeys, c.dispatch.LogPublicKeys, c.ingest.LogPublicKeys = c.logPublicKeys, c.logPublicKeys, c.logPublicKeys
 	c.ingest.WebhookAllowPrivate, c.dispatch.WebhookAllowPrivate = allowPrivate, allowPrivate
+	c.ingest.NoMetricsRoute = c.metricsAddr != ""
 	return c, c.validate()
 }
 

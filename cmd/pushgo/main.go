@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -23,6 +24,12 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "audit" { // a reader of the log, not a service
 		code := auditCommand(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	if len(os.Args) > 1 && slices.Contains([]string{"event", "channel", "device", "listen", "version"}, os.Args[1]) {
+		// a client of a running gateway's HTTP API, not a service
+		code := clientCommand(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/services/dispatch"
 	"pushgo.dev/gateway/services/ingest"
 	"pushgo.dev/gateway/services/lifecycle"
@@ -34,6 +35,13 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if cfg.pprofAddr != "" {
 		stop, err := servePprof(cfg.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if cfg.metricsAddr != "" {
+		stop, err := serveMetrics(cfg.metricsAddr, log)
 		if err != nil {
 			return err
 		}
@@ -179,6 +187,20 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("profiles served", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}
+
+// serveMetrics serves GET /metrics on addr until stop is called.
+func serveMetrics(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("metrics served", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
 }
 

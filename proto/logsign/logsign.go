@@ -37,6 +37,7 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/metrics"
 )
 
 // fieldAuthenticator is EventRecorded.authenticator's field number.
@@ -342,6 +343,7 @@ func (v *Verifier) broken(subject string, seq uint64, reason string) error {
 	if v != nil {
 		v.failures.Add(1)
 	}
+	metrics.IntegrityFailures.Inc()
 	return &IntegrityError{Subject: subject, Seq: seq, Reason: reason}
 }
 

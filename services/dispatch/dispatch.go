@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/services/dispatch/internal/apns"
 	"pushgo.dev/gateway/services/dispatch/internal/directory"
@@ -293,6 +295,15 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 			return fmt.Errorf("dispatch: %w", err)
 		}
 	}
+	// Its pending domain events and due retries, and the retries scheduled, on each scrape.
+	watched, watchedStreams := cons, []jetstream.Stream{}
+	if retryCons != nil {
+		watched = append(slices.Clip(watched), retryCons)
+		if st, err := js.Stream(ctx, bus.StreamRetries); err == nil {
+			watchedStreams = append(watchedStreams, st)
+		}
+	}
+	defer metrics.WatchBroker(watched, watchedStreams)()
 	h, err := push.New(ctx, js, dir, push.Config{
 		Retries:             retries,
 		APNs:                apnsClient,

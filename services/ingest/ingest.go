@@ -28,6 +28,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/ingest/internal/attempts"
@@ -116,10 +117,13 @@ type Config struct {
 	GRPCAddr string
 	// Token, when set, is required as "Authorization: Bearer <token>" on every route but the
 	// health checks.
-	Token         string
-	DispatchWait  time.Duration
-	RetryBudget   time.Duration
-	ShutdownGrace time.Duration
+	Token string
+	// NoMetricsRoute leaves GET /metrics off the API listener (the metrics are served
+	// elsewhere: pushgo's --metrics-addr).
+	NoMetricsRoute bool
+	DispatchWait   time.Duration
+	RetryBudget    time.Duration
+	ShutdownGrace  time.Duration
 	// WebhookAllowPrivate accepts webhook URLs on loopback and private networks.
 	WebhookAllowPrivate bool
 	// StreamKeepAlive is the keep-alive interval of idle SSE and WebSocket streams.
@@ -419,6 +423,14 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	healthDone := make(chan struct{})
 	go func() { followHealth(healthCtx, healthSrv, isReady); close(healthDone) }()
 	defer func() { stopHealth(); <-healthDone }()
+	var metricsRoute http.Handler
+	if !cfg.NoMetricsRoute {
+		metricsRoute = metrics.Handler()
+	}
+	// The inbox depth of all devices, read from the broker on each scrape.
+	if st, err := js.Stream(ctx, bus.StreamInbox); err == nil {
+		defer metrics.WatchBroker(nil, []jetstream.Stream{st})()
+	}
 	streamsDone := make(chan struct{})
 	var hold *retryhold.Holder
 	if cfg.RetryHold > 0 {
@@ -429,6 +441,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		Streams:   streams{devs, box, streamLimit},
 		KeepAlive: cfg.StreamKeepAlive, StreamWriteTimeout: cmp.Or(cfg.StreamWriteTimeout, DefaultStreamWriteTimeout), Done: streamsDone, Addrs: addrs,
 		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout, Hold: hold,
+		Metrics: metricsRoute,
 	})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)

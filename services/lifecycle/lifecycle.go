@@ -20,6 +20,7 @@ import (
 
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/services/lifecycle/internal/commands"
 	"pushgo.dev/gateway/services/lifecycle/internal/natsstore"
 )
@@ -136,6 +137,7 @@ func run(ctx context.Context, cfg Config, deps Deps) error {
 			return fmt.Errorf("lifecycle: consumer of %s: %w", layout.CommandsStream(p), err)
 		}
 	}
+	defer metrics.WatchBroker(cons, nil)() // its pending commands, on each scrape
 	ops, err := js.KeyValue(ctx, bus.BucketOps)
 	if err != nil {
 		return fmt.Errorf("lifecycle: ops bucket: %w", err)

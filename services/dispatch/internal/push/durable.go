@@ -113,6 +113,7 @@ func (h *Handler) RetryDue(ctx context.Context, task *busv1.RetryTask) error {
 	}
 	r := h.receipt(key, RouteWebhook, id, attempts, why)
 	r.NextAttemptAt = next
+	countResults([]*busv1.Receipt{r})
 	_, err = h.settle(ctx, rec, task.GetEventSeq(), func(cur *busv1.OpRecord) ([]*busv1.Receipt, bool) {
 		if cur == nil || cur.GetCommandId() != task.GetCommandId() {
 			return nil, false // the record expired: nothing to turn 200

@@ -34,6 +34,7 @@ import (
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/proto/secretbox"
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/dispatch/internal/apns"
@@ -488,7 +489,19 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, seq uin
 		receipts[p.i] = h.receipt(key, RoutePrivate, id, attempts, "")
 	}
 	wg.Wait()
+	countResults(receipts)
 	return receipts
+}
+
+// countResults adds receipts to the deliveries metric.
+func countResults(receipts []*busv1.Receipt) {
+	for _, r := range receipts {
+		result := "failed"
+		if r.GetStatus() == busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED {
+			result = "delivered"
+		}
+		metrics.Deliveries.WithLabelValues(r.GetRoute(), result).Inc()
+	}
 }
 
 // async runs f in a goroutine of wg once sem has room, taken there and not in the caller's

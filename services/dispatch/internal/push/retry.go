@@ -2,7 +2,10 @@ package push
 
 import (
 	"context"
+	"strings"
 	"time"
+
+	"pushgo.dev/gateway/proto/metrics"
 )
 
 // Back-off between the attempts of one delivery (webhooks and providers).
@@ -50,8 +53,11 @@ type answer interface {
 // failure is prefix + the provider's (providerReason), and invalid reports that the provider
 // refused the token for good.
 func sendRetrying[A answer](ctx context.Context, prefix string, send func(context.Context) A) (attempts int, why string, invalid bool) {
+	provider := strings.TrimSuffix(prefix, "_")
 	attempts, why = retrying(ctx, func(ctx context.Context) (time.Duration, bool, string) {
+		began := time.Now()
 		a := send(ctx)
+		metrics.ProviderRequests.WithLabelValues(provider, metrics.Result(a.OK())).Observe(metrics.Since(began))
 		if a.OK() {
 			return 0, false, ""
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/proto/webhook"
 )
 
@@ -88,7 +89,10 @@ func (s *webhookSender) send(ctx context.Context, url, secret, deliveryID, chann
 // try makes one attempt.
 func (s *webhookSender) try(ctx context.Context, url, secret, deliveryID string, body []byte) (a hookAttempt) {
 	a.at = time.Now()
-	defer func() { a.latency = time.Since(a.at) }()
+	defer func() {
+		a.latency = time.Since(a.at)
+		metrics.ProviderRequests.WithLabelValues(RouteWebhook, metrics.Result(a.why == "")).Observe(a.latency.Seconds())
+	}()
 	ctx, cancel := context.WithTimeout(ctx, s.perTry)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))

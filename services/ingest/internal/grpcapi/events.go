@@ -6,6 +6,7 @@ import (
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
 	"pushgo.dev/gateway/services/ingest/internal/opgate"
@@ -50,7 +51,14 @@ func (s *Events) Close(ctx context.Context, req *apiv1.EventRequest) (*apiv1.Eve
 	return s.op(ctx, validate.RouteClose, req)
 }
 
-func (s *Events) op(ctx context.Context, route validate.Route, req *apiv1.EventRequest) (*apiv1.EventOpResult, error) {
+func (s *Events) op(ctx context.Context, route validate.Route, req *apiv1.EventRequest) (res *apiv1.EventOpResult, err error) {
+	defer func() {
+		outcome := "ok"
+		if err != nil {
+			outcome = apierr.FromError(err).Code
+		}
+		metrics.Ops.WithLabelValues(string(route), outcome).Inc()
+	}()
 	op, verr := validate.Event(route, req)
 	if verr != nil {
 		return nil, verr

@@ -7,12 +7,14 @@ package grpcapi
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
@@ -72,6 +74,12 @@ func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger)
 			// ErrorInfo detail (grpcurl -v prints it). In process (REST) there is no stream to
 			// carry it, and nothing needs it.
 			_ = grpc.SetTrailer(ctx, metadata.Pairs(ErrorCodeTrailer, e.Code))
+			if _, remote := peer.FromContext(ctx); remote { // REST answers are counted where they are written
+				metrics.APIErrors.WithLabelValues(e.Code).Inc()
+				if e.HTTPStatus() == http.StatusTooManyRequests {
+					metrics.RateLimitRefusals.WithLabelValues(e.Code).Inc()
+				}
+			}
 			return nil, e // a status error for gRPC (Error.GRPCStatus), itself in process
 		}
 		return resp, nil

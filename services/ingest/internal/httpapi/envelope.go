@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 )
 
@@ -22,6 +23,10 @@ func successBody(data proto.Message) []byte {
 // writeError answers with the error envelope; data is non-null only for the 503 dispatch
 // outcomes.
 func writeError(w http.ResponseWriter, e *apierr.Error) {
+	metrics.APIErrors.WithLabelValues(e.Code).Inc()
+	if e.HTTPStatus() == http.StatusTooManyRequests {
+		metrics.RateLimitRefusals.WithLabelValues(e.Code).Inc()
+	}
 	b := make([]byte, 0, 256)
 	b = append(b, `{"success":false,"data":`...)
 	if e.Data != nil {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
@@ -79,6 +80,9 @@ type Options struct {
 	// Hold holds the requests of a direct client that come back on a connection before the
 	// Retry-After it was given there has passed (nil: never).
 	Hold *retryhold.Holder
+	// Metrics, when set, serves GET /metrics behind the token (the admin token in hosted
+	// mode); nil answers it route_not_found (metrics elsewhere: --metrics-addr).
+	Metrics http.Handler
 }
 
 type handler struct {
@@ -159,6 +163,14 @@ func gatewayError(err error) *apierr.Error {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", requestID(r))
+	if r.URL.Path != "/device/stream" && r.URL.Path != "/device/ws" { // live streams: metrics.LiveStreams
+		sw := &statusWriter{ResponseWriter: w}
+		w = sw
+		began := time.Now()
+		defer func() { // after the recovery below, which may write the 500
+			metrics.HTTPRequests.WithLabelValues(h.routeLabel(r.URL.Path), strconv.Itoa(sw.code())).Observe(metrics.Since(began))
+		}()
+	}
 	// The gateway hands this context to the in-process gRPC handlers, so they see the address.
 	addr := h.opts.Addrs.FromHTTP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
 	r = r.WithContext(clientaddr.NewContext(r.Context(), addr))
@@ -199,6 +211,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/device/ws":
 		h.ws(w, r)
 		return
+	case "/metrics":
+		if h.opts.Metrics != nil && r.Method == http.MethodGet {
+			h.opts.Metrics.ServeHTTP(w, r)
+			return
+		}
 	}
 	dw := h.armWriteDeadline(w)
 	w = dw
@@ -244,6 +261,44 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mux.ServeHTTP(w, r)
 }
+
+// routeLabel is the route label of a request's metrics: the path of a known route, "other"
+// for the rest (a label per unknown path would let clients grow the metrics without bound).
+func (h *handler) routeLabel(path string) string {
+	if _, ok := h.routes[path]; ok {
+		return path
+	}
+	switch path {
+	case "/healthz", "/readyz", "/metrics":
+		return path
+	}
+	return "other"
+}
+
+// statusWriter keeps the status code of an answer for its metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (write deadlines).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusWriter) code() int { return cmp.Or(s.status, http.StatusOK) }
 
 // readBody reads the whole body within BodyTimeout and at most MaxBody bytes.
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apierr.Error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/validate"
 )
@@ -109,6 +110,9 @@ func (h *handler) sse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	live := metrics.LiveStreams.WithLabelValues("sse")
+	live.Inc()
+	defer live.Dec()
 	rc := http.NewResponseController(w)
 	if err := clearDeadlines(rc); err != nil {
 		writeError(w, apierr.New("internal_error", "internal error"))
@@ -207,6 +211,9 @@ func (h *handler) ws(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	live := metrics.LiveStreams.WithLabelValues("ws")
+	live.Inc()
+	defer live.Dec()
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after_seq"), 10, 64)
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {

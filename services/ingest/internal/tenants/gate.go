@@ -19,7 +19,7 @@ const (
 	// ClassDevice routes (/messages/pull|ack, /device/stream, /device/ws) take the device key in
 	// the request as the credential; an Authorization header is ignored.
 	ClassDevice
-	// ClassAdmin routes (/admin/tenant/*) take "Authorization: Bearer <admin token>".
+	// ClassAdmin routes (/admin/tenant/*, /metrics) take "Authorization: Bearer <admin token>".
 	ClassAdmin
 	// ClassOpen routes (/healthz, /readyz) take nothing.
 	ClassOpen
@@ -53,7 +53,7 @@ func PathClass(path string) Class {
 	switch {
 	case path == "/healthz" || path == "/readyz":
 		return ClassOpen
-	case strings.HasPrefix(path, "/admin/"):
+	case strings.HasPrefix(path, "/admin/"), path == "/metrics":
 		return ClassAdmin
 	case path == "/messages/pull" || path == "/messages/ack" || path == "/device/stream" || path == "/device/ws",
 		strings.HasPrefix(path, "/activity/"), strings.HasPrefix(path, "/v1/activity/"):

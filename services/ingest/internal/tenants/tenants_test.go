@@ -125,6 +125,9 @@ func TestPathAndMethodClassAgree(t *testing.T) {
 	if PathClass("/healthz") != ClassOpen || PathClass("/readyz") != ClassOpen || PathClass("/nope") != ClassTenant {
 		t.Error("health routes must be open and unknown paths need a key")
 	}
+	if PathClass("/metrics") != ClassAdmin || MethodClass("/grpc.health.v1.Health/Check") != ClassOpen {
+		t.Error("metrics take the admin token, and the gRPC health service nothing")
+	}
 }
 
 // replicas starts one broker and n stores on it, as n ingest replicas would run.
