@@ -174,6 +174,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		num(&c.ingest.PasswordFailuresPerMinute, "password-failures-per-minute", ingest.DefaultPasswordFailuresPerMinute, "password checks per channel and client address per minute, then 429 too_many_attempts with doubling lockouts (0: off)")
 		num(&c.ingest.CreatesPerMinute, "creates-per-minute", ingest.DefaultCreatesPerMinute, "channel and device creates per client address per minute, then 429 rate_limited (0: off)")
 		str(&c.ingest.TrustedProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma separated")
+		str(&c.ingest.CORSOrigins, "cors-origins", "", `origins whose browser pages may call the API (scheme://host[:port], comma separated, or "*"); none by default`)
 		str(&c.ingest.LimitExempt, "limit-exempt", "", "CIDRs of clients the per-address limits skip, comma separated")
 		dur(&c.ingest.RetryHold, "retry-hold", ingest.DefaultRetryHold, "hold a direct client's request up to this long when it comes back on a connection before the Retry-After it got there (0: off)")
 		num(&c.ingest.ChannelConcurrency, "channel-concurrency", ingest.DefaultChannelConcurrency, "event ops of one channel run at once on this instance; more wait their turn in arrival order (0: no bound)")

@@ -143,6 +143,8 @@ type gatewayOpts struct {
 	// webhookRetrySchedule is --webhook-retry-schedule; empty is "none" (unlike the flag's
 	// default), so that no scheduled attempt reaches the receivers of other tests' webhooks.
 	webhookRetrySchedule string
+	// corsOrigins is --cors-origins.
+	corsOrigins string
 	// dataDir, when set, is the gateway's data directory (its log and secrets keys), so that a
 	// gateway started again on the same broker reads what the first one sealed.
 	dataDir string
@@ -224,6 +226,7 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	cfg.ingest.Bus, cfg.lifecycle.Bus, cfg.dispatch.Bus = cfg.bus, cfg.bus, cfg.bus
 	cfg.ingest.HashConcurrency, cfg.ingest.PasswordFailuresPerMinute, cfg.ingest.CreatesPerMinute = o.hashConcurrency, o.passwordFailuresPerMinute, o.createsPerMinute
 	cfg.ingest.TrustedProxies, cfg.ingest.LimitExempt = o.trustedProxies, o.limitExempt
+	cfg.ingest.CORSOrigins = o.corsOrigins
 	cfg.ingest.RetryHold = o.retryHold
 	if o.apns != nil {
 		keyFile := filepath.Join(t.TempDir(), "AuthKey.p8")

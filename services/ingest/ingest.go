@@ -35,6 +35,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
+	"pushgo.dev/gateway/services/ingest/internal/cors"
 	"pushgo.dev/gateway/services/ingest/internal/createlimit"
 	"pushgo.dev/gateway/services/ingest/internal/devices"
 	"pushgo.dev/gateway/services/ingest/internal/grpcapi"
@@ -168,6 +169,9 @@ type Config struct {
 	// TrustedProxies (comma-separated CIDRs) are the peers whose X-Forwarded-For names the
 	// client; LimitExempt (CIDRs) are clients the per-address limits skip.
 	TrustedProxies, LimitExempt string
+	// CORSOrigins (comma-separated scheme://host[:port], or "*") are the origins whose browser
+	// pages may call the API (package cors); "" allows none.
+	CORSOrigins string
 	// LogPublicKeys (comma-separated files) verify the event log before get, history and list
 	// answer from it (proto/logsign). Without them nothing is checked (a warning at start).
 	LogPublicKeys string
@@ -204,6 +208,9 @@ func (c Config) Validate() error {
 		c.HashConcurrency < 0 || c.PasswordFailuresPerMinute < 0 || c.CreatesPerMinute < 0 ||
 		c.StreamsPerDevice < 0 || c.StreamsPerTenant < 0 || c.ChannelConcurrency < 0 {
 		return errors.New("ingest: limits must not be negative (0 turns one off)")
+	}
+	if _, err := cors.Parse(c.CORSOrigins); err != nil {
+		return fmt.Errorf("ingest: --cors-origins: %w", err)
 	}
 	_, err := c.addresses()
 	return err
@@ -423,6 +430,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	healthDone := make(chan struct{})
 	go func() { followHealth(healthCtx, healthSrv, isReady); close(healthDone) }()
 	defer func() { stopHealth(); <-healthDone }()
+	corsPolicy, _ := cors.Parse(cfg.CORSOrigins) // checked by Validate
 	var metricsRoute http.Handler
 	if !cfg.NoMetricsRoute {
 		metricsRoute = metrics.Handler()
@@ -441,7 +449,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		Streams:   streams{devs, box, streamLimit},
 		KeepAlive: cfg.StreamKeepAlive, StreamWriteTimeout: cmp.Or(cfg.StreamWriteTimeout, DefaultStreamWriteTimeout), Done: streamsDone, Addrs: addrs,
 		BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout, Hold: hold,
-		Metrics: metricsRoute,
+		Metrics: metricsRoute, CORS: corsPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -30,6 +31,7 @@ import (
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
+	"pushgo.dev/gateway/services/ingest/internal/cors"
 	"pushgo.dev/gateway/services/ingest/internal/jsonreq"
 	"pushgo.dev/gateway/services/ingest/internal/retryhold"
 	"pushgo.dev/gateway/services/ingest/internal/tenants"
@@ -80,6 +82,8 @@ type Options struct {
 	// Hold holds the requests of a direct client that come back on a connection before the
 	// Retry-After it was given there has passed (nil: never).
 	Hold *retryhold.Holder
+	// CORS lets browser pages on its origins call the API (nil: none).
+	CORS *cors.Policy
 	// Metrics, when set, serves GET /metrics behind the token (the admin token in hosted
 	// mode); nil answers it route_not_found (metrics elsewhere: --metrics-addr).
 	Metrics http.Handler
@@ -171,6 +175,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			metrics.HTTPRequests.WithLabelValues(h.routeLabel(r.URL.Path), strconv.Itoa(sw.code())).Observe(metrics.Since(began))
 		}()
 	}
+	if h.opts.CORS.Apply(w, r) {
+		return // a preflight, answered
+	}
 	// The gateway hands this context to the in-process gRPC handlers, so they see the address.
 	addr := h.opts.Addrs.FromHTTP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
 	r = r.WithContext(clientaddr.NewContext(r.Context(), addr))
@@ -191,7 +198,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.health(w, r, h.opts.Ready)
 		return
 	}
-	// 1. Gateway token.
+	// 1. Gateway token. EventSource and WebSocket cannot send headers: the stream routes also
+	// take the credential as ?auth=<token> (or "Bearer <token>", URL-encoded).
+	if r.Header.Get("Authorization") == "" && (r.URL.Path == "/device/stream" || r.URL.Path == "/device/ws") {
+		if a := r.URL.Query().Get("auth"); a != "" {
+			if !strings.HasPrefix(a, "Bearer ") {
+				a = "Bearer " + a
+			}
+			r.Header.Set("Authorization", a)
+		}
+	}
 	if !h.opts.Token.Check(r.Header.Get("Authorization")) {
 		writeError(w, apierr.New("authentication_failed", "authentication failed: send Authorization: Bearer <token>"))
 		return
