@@ -9,6 +9,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GRPC_GATEWAY_VERSION       := v2.33.0
 GOLANGCI_LINT_VERSION      := v2.15.0
+OAPI_CODEGEN_VERSION       := v2.8.2
 # What `pushgo version` prints: the commit (with -dirty for uncommitted changes), "dev" outside a git checkout.
 PUSHGO_VERSION             := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # The v1 grpc-gateway module is the one Go module that ships google/api/{annotations,http}.proto.
@@ -121,18 +122,22 @@ bench-soak-3m: build ## the same with 3M ops (the growth between 1M and 3M, issu
 ## --- code generation -----------------------------------------------------
 
 .PHONY: gen
-gen: tools $(GOOGLEAPIS)/annotations.proto ## regenerate proto/gen and proto/openapi with pinned local plugins
+GENERATED := proto/gen proto/openapi services/ingest/internal/apidoc cmd/pushgo/internal/apiclient
+
+gen: tools $(GOOGLEAPIS)/annotations.proto ## regenerate proto/gen, proto/openapi, the served OpenAPI spec and docs page, and the client generated from them
 	buf lint
 	buf generate
+	cd services/ingest && go run ./internal/apidoc/gen -swagger ../../proto/openapi/pushgo.swagger.json -out internal/apidoc
+	cd cmd/pushgo/internal/apiclient && $(BIN)/oapi-codegen -config oapi-codegen.yaml ../../../../services/ingest/internal/apidoc/openapi.json
 
 .PHONY: gen-check
 gen-check: gen ## fail when the committed generated code is not what `make gen` produces
-	@git diff --exit-code -- proto/gen proto/openapi
-	@untracked=$$(git status --porcelain --untracked-files=all -- proto/gen proto/openapi); \
+	@git diff --exit-code -- $(GENERATED)
+	@untracked=$$(git status --porcelain --untracked-files=all -- $(GENERATED)); \
 	  if [ -n "$$untracked" ]; then echo "generated files not committed:"; echo "$$untracked"; exit 1; fi
 
 .PHONY: tools
-tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2 $(BIN)/oapi-codegen
 
 $(BIN)/buf:
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -144,6 +149,8 @@ $(BIN)/protoc-gen-grpc-gateway:
 	GOBIN=$(BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
 $(BIN)/protoc-gen-openapiv2:
 	GOBIN=$(BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+$(BIN)/oapi-codegen:
+	GOBIN=$(BIN) go install github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen@$(OAPI_CODEGEN_VERSION)
 $(BIN)/golangci-lint:
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "error codes of README.md that no end-to-end test received: %v\n", missing)
 			code = 1
 		}
+		if undeclared := undeclaredRouteCodes(); len(undeclared) > 0 {
+			fmt.Fprintf(os.Stderr, "error codes end-to-end tests received that the OpenAPI spec does not list for their route: %v\n", undeclared)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
@@ -75,6 +80,64 @@ func readmeCodes(tb testing.TB) map[string]int {
 		codes[m[1]] = status
 	}
 	return codes
+}
+
+// seenRouteCodes records each (route, error_code) a test received: every one must be among the
+// route's error codes in the OpenAPI spec (checkSpecCodes).
+var seenRouteCodes sync.Map
+
+type routeCode struct{ route, code string }
+
+// specFile is the OpenAPI spec the gateway serves at /openapi.json.
+const specFile = "../../services/ingest/internal/apidoc/openapi.json"
+
+// undeclaredRouteCodes returns the (route, error_code) pairs tests received that the spec does
+// not list among the route's error answers; routes the spec does not describe (unknown paths,
+// the /v1 aliases of PushGo's client) are left out. With PUSHGO_ROUTE_CODES set, every pair
+// received is also written to that file.
+func undeclaredRouteCodes() []string {
+	var seen []string
+	seenRouteCodes.Range(func(k, _ any) bool {
+		rc := k.(routeCode)
+		seen = append(seen, rc.route+" "+rc.code)
+		return true
+	})
+	slices.Sort(seen)
+	if out := os.Getenv("PUSHGO_ROUTE_CODES"); out != "" {
+		_ = os.WriteFile(out, []byte(strings.Join(seen, "\n")+"\n"), 0o644)
+	}
+	b, err := os.ReadFile(specFile)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var spec struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Codes []string `json:"x-error-codes"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return []string{err.Error()}
+	}
+	var undeclared []string
+	for _, pair := range seen {
+		route, code, _ := strings.Cut(pair, " ")
+		ops, ok := spec.Paths[route]
+		if !ok {
+			continue
+		}
+		found := false
+		for _, op := range ops {
+			for _, r := range op.Responses {
+				found = found || slices.Contains(r.Codes, code)
+			}
+		}
+		if !found {
+			undeclared = append(undeclared, pair)
+		}
+	}
+	return undeclared
 }
 
 func missingCodes() []string {
@@ -422,6 +485,7 @@ func (g *gateway) requestVia(ctx context.Context, t testing.TB, c *http.Client, 
 			t.Fatalf("%s %s: error without error/error_code: %s", method, path, raw)
 		}
 		seenCodes.Store(*r.env.ErrorCode, true)
+		seenRouteCodes.Store(routeCode{strings.SplitN(path, "?", 2)[0], *r.env.ErrorCode}, true)
 		if want, ok := readmeCodes(t)[*r.env.ErrorCode]; !ok || want != resp.StatusCode {
 			t.Fatalf("%s %s: %d %s is not a row of the README's error table (%d)", method, path, resp.StatusCode, *r.env.ErrorCode, want)
 		}

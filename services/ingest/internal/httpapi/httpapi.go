@@ -28,6 +28,7 @@ import (
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	"pushgo.dev/gateway/proto/metrics"
+	"pushgo.dev/gateway/services/ingest/internal/apidoc"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
 	"pushgo.dev/gateway/services/ingest/internal/clientaddr"
@@ -197,6 +198,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/readyz":
 		h.health(w, r, h.opts.Ready)
 		return
+	case "/openapi.json", "/docs": // the API's description is public, as the source is
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			apidoc.Serve(w, r)
+			return
+		}
 	}
 	// 1. Gateway token. EventSource and WebSocket cannot send headers: the stream routes also
 	// take the credential as ?auth=<token> (or "Bearer <token>", URL-encoded).
@@ -285,7 +291,7 @@ func (h *handler) routeLabel(path string) string {
 		return path
 	}
 	switch path {
-	case "/healthz", "/readyz", "/metrics":
+	case "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs":
 		return path
 	}
 	return "other"

@@ -21,7 +21,7 @@ const (
 	ClassDevice
 	// ClassAdmin routes (/admin/tenant/*, /metrics) take "Authorization: Bearer <admin token>".
 	ClassAdmin
-	// ClassOpen routes (/healthz, /readyz) take nothing.
+	// ClassOpen routes (/healthz, /readyz, /openapi.json, /docs) take nothing.
 	ClassOpen
 )
 
@@ -51,7 +51,7 @@ func MethodClass(fullMethod string) Class {
 // services (a test checks it), and adds the streaming and health routes, which have no method.
 func PathClass(path string) Class {
 	switch {
-	case path == "/healthz" || path == "/readyz":
+	case path == "/healthz" || path == "/readyz" || path == "/openapi.json" || path == "/docs":
 		return ClassOpen
 	case strings.HasPrefix(path, "/admin/"), path == "/metrics":
 		return ClassAdmin
