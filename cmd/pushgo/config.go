@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/logctx"
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/services/dispatch"
 	"pushgo.dev/gateway/services/ingest"
@@ -314,10 +315,10 @@ func (c config) logger(w io.Writer) (*slog.Logger, error) {
 	}
 	o := &slog.HandlerOptions{Level: level}
 	switch c.logFormat {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "text": // every line about an op names its ids (logctx)
+		return slog.New(logctx.NewHandler(slog.NewTextHandler(w, o))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, o)), nil
+		return slog.New(logctx.NewHandler(slog.NewJSONHandler(w, o))), nil
 	default:
 		return nil, fmt.Errorf("--log-format must be text or json, not %q", c.logFormat)
 	}

@@ -19,6 +19,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/proto/metrics"
+	"pushgo.dev/gateway/proto/tracing"
 	"pushgo.dev/gateway/services/dispatch"
 	"pushgo.dev/gateway/services/ingest"
 	"pushgo.dev/gateway/services/lifecycle"
@@ -47,6 +48,22 @@ func run(ctx context.Context, cfg config) error {
 		}
 		defer stop()
 	}
+	// Traces when the OTEL_* variables name an OTLP endpoint; nothing, at no cost, otherwise.
+	name := "pushgo"
+	if cfg.command != "serve" {
+		name += "-" + cfg.command
+	}
+	shutdownTracing, err := tracing.Setup(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			log.Warn("flushing traces", "err", err)
+		}
+	}()
 	go releaseMemory(ctx, log)
 	if cfg, err = withSecrets(cfg, log); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/logctx"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/proto/webhook"
@@ -56,8 +57,8 @@ func (h *Handler) schedule(ctx context.Context, task *busv1.RetryTask, at time.T
 	defer cancel()
 	due, err := h.cfg.Retries.Add(ctx, task, at)
 	if err != nil {
-		h.log.Warn("webhook retry not scheduled; a repeat of the op retries it", "delivery", task.GetDeliveryId(),
-			"device", task.GetDeviceKey(), "err", err)
+		h.log.WarnContext(ctx, "webhook retry not scheduled; a repeat of the op retries it", "delivery", task.GetDeliveryId(),
+			"device", logctx.Device(task.GetDeviceKey()), "err", err)
 		return 0
 	}
 	return due.UnixMilli()
@@ -86,7 +87,7 @@ func (h *Handler) RetryDue(ctx context.Context, task *busv1.RetryTask) error {
 	}
 	rec, err := h.loadEvent(ctx, task.GetChannelId(), task.GetEventSeq())
 	if ie, ok := errors.AsType[*logsign.IntegrityError](err); ok {
-		h.log.Error("event log entry failed its integrity check; webhook retry dropped", "subject", ie.Subject, "seq", ie.Seq, "reason", ie.Reason)
+		h.log.ErrorContext(ctx, "event log entry failed its integrity check; webhook retry dropped", "subject", ie.Subject, "seq", ie.Seq, "reason", ie.Reason)
 		return nil
 	}
 	if err != nil {
@@ -130,7 +131,7 @@ func (h *Handler) retryOnce(ctx context.Context, task *busv1.RetryTask, dev *bus
 	id, key, env := task.GetDeliveryId(), task.GetDeviceKey(), rec.GetEnvelope()
 	secret, err := h.cfg.Secrets.Open(dev.GetWebhookSecret(), webhook.SecretBinding(key))
 	if err != nil {
-		h.log.Error("webhook secret does not open; scheduled retry not sent", "device", key, "err", err)
+		h.log.ErrorContext(ctx, "webhook secret does not open; scheduled retry not sent", "device", logctx.Device(key), "err", err)
 		return "webhook_secret_unreadable", 0
 	}
 	body, err := hookBody(id, env.GetChannelId(), dataMap(rec, id, h.now().UnixMilli()))
@@ -171,7 +172,7 @@ func (h *Handler) logAttempts(ctx context.Context, key string, env *busv1.Envelo
 			_, err = h.js.Publish(ctx, bus.AttemptSubject(key), data, jetstream.WithExpectStream(bus.StreamAttempts))
 		}
 		if err != nil {
-			h.log.Warn("webhook attempt not recorded", "device", key, "delivery", id, "err", err)
+			h.log.WarnContext(ctx, "webhook attempt not recorded", "device", logctx.Device(key), "delivery", id, "err", err)
 			return
 		}
 	}
@@ -227,7 +228,7 @@ func (h *Handler) settle(ctx context.Context, rec *busv1.EventRecorded, seq uint
 			}
 			rev, cur = e.Revision(), &busv1.OpRecord{}
 			if err := proto.Unmarshal(e.Value(), cur); err != nil {
-				h.log.Warn("op record undecodable; rewriting it", "op", key, "err", err)
+				h.log.WarnContext(ctx, "op record undecodable; rewriting it", "op", key, "err", err)
 				cur = nil
 			}
 			return nil

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
+	"pushgo.dev/gateway/proto/logctx"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 )
 
@@ -24,8 +25,8 @@ func (h *Handler) invalidateRoute(ctx context.Context, key, route, token, reason
 		rec.RouteInvalid, rec.RouteInvalidAt = reason, h.now().UnixMilli()
 		return true
 	}) {
-		h.log.Info("provider token refused for good; the device is no target until its route is set again",
-			"device", key, "route", route, "reason", reason)
+		h.log.InfoContext(ctx, "provider token refused for good; the device is no target until its route is set again",
+			"device", logctx.Device(key), "route", route, "reason", reason)
 	}
 }
 
@@ -45,7 +46,7 @@ func (h *Handler) dropActivity(ctx context.Context, key string, rec *busv1.Event
 		})
 		return len(dev.Activities) != n
 	}) {
-		h.log.Debug("Live Activity token dropped", "device", key, "event", env.GetEventId(), "why", why)
+		h.log.DebugContext(ctx, "Live Activity token dropped", "device", logctx.Device(key), "event", env.GetEventId(), "why", why)
 	}
 }
 
@@ -59,12 +60,12 @@ func (h *Handler) changeDevice(ctx context.Context, key, what string, change fun
 	for range 5 {
 		e, err := h.devices.Get(ctx, key)
 		if err != nil {
-			h.log.Warn(what+" failed", "device", key, "err", err)
+			h.log.WarnContext(ctx, what+" failed", "device", logctx.Device(key), "err", err)
 			return false
 		}
 		rec := &busv1.DeviceRecord{}
 		if err := proto.Unmarshal(e.Value(), rec); err != nil {
-			h.log.Warn(what+" failed", "device", key, "err", err)
+			h.log.WarnContext(ctx, what+" failed", "device", logctx.Device(key), "err", err)
 			return false
 		}
 		if !change(rec) {
@@ -82,7 +83,7 @@ func (h *Handler) changeDevice(ctx context.Context, key, what string, change fun
 			return true
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			h.log.Warn(what+" failed", "device", key, "err", err)
+			h.log.WarnContext(ctx, what+" failed", "device", logctx.Device(key), "err", err)
 			return false
 		}
 	}

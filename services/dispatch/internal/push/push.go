@@ -27,15 +27,20 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/logctx"
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/proto/metrics"
 	"pushgo.dev/gateway/proto/secretbox"
+	"pushgo.dev/gateway/proto/tracing"
 	"pushgo.dev/gateway/proto/webhook"
 	"pushgo.dev/gateway/services/dispatch/internal/apns"
 	"pushgo.dev/gateway/services/dispatch/internal/fcm"
@@ -105,6 +110,9 @@ type Config struct {
 	// webhook_secret_unreadable, and the reason is logged.
 	Secrets *secretbox.Box
 }
+
+// tracerScope is dispatch's instrumentation scope.
+const tracerScope = "pushgo/dispatch"
 
 // recentEvents bounds the events whose last entry dispatch remembers for the chain check.
 const recentEvents = 1024
@@ -185,9 +193,10 @@ func (h *Handler) Close() { h.journal.Close() }
 func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Budget+2*brokerBudget)
 	defer cancel()
+	ctx = tracing.FromHeaders(ctx, m.Headers()) // the request's id and trace (lifecycle put them there)
 	md, err := m.Metadata()
 	if err != nil {
-		h.log.Error("domain event without metadata", "subject", m.Subject(), "err", err)
+		h.log.ErrorContext(ctx, "domain event without metadata", "subject", m.Subject(), "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
@@ -195,29 +204,38 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 	if ie, ok := errors.AsType[*logsign.IntegrityError](err); ok {
 		// Not lifecycle's entry, or not where lifecycle put it: never pushed, and no op record
 		// is written from it (its ids are whatever the writer chose).
-		h.log.Error("event log entry failed its integrity check; not pushed", "subject", ie.Subject, "seq", ie.Seq, "reason", ie.Reason)
+		h.log.ErrorContext(ctx, "event log entry failed its integrity check; not pushed", "subject", ie.Subject, "seq", ie.Seq, "reason", ie.Reason)
 		_ = m.TermWithReason("integrity check failed")
 		return
 	}
 	if err != nil {
-		h.log.Warn("domain event will be retried", "subject", m.Subject(), "err", err)
+		h.log.WarnContext(ctx, "domain event will be retried", "subject", m.Subject(), "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
 	rec := e.Rec
+	env := rec.GetEnvelope()
+	ctx = logctx.WithOp(ctx, env.GetChannelId(), env.GetEventId(), env.GetOpId())
+	if tracing.Enabled() {
+		var span trace.Span
+		ctx, span = tracing.Start(ctx, tracerScope, "deliver "+rec.GetRoute(), trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("pushgo.channel_id", env.GetChannelId()), attribute.String("pushgo.event_id", env.GetEventId()),
+				attribute.String("pushgo.op_id", env.GetOpId()), attribute.Int64("messaging.delivery_count", int64(md.NumDelivered))))
+		defer span.End()
+	}
 	if err := h.handle(ctx, rec, md); err != nil {
 		if !bus.Transient(err) && md.NumDelivered >= giveUpAfter {
-			h.log.Error("domain event failed on every delivery; dispatch gives up on it", "op", rec.GetEnvelope().GetId(),
+			h.log.ErrorContext(ctx, "domain event failed on every delivery; dispatch gives up on it", "op", rec.GetEnvelope().GetId(),
 				"delivered", md.NumDelivered, "err", err)
 			_ = m.TermWithReason("failed on every delivery")
 			return
 		}
-		h.log.Warn("domain event will be retried", "op", rec.GetEnvelope().GetId(), "err", err)
+		h.log.WarnContext(ctx, "domain event will be retried", "op", rec.GetEnvelope().GetId(), "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
 	if err := m.Ack(); err != nil {
-		h.log.Warn("ack domain event", "op", rec.GetEnvelope().GetId(), "err", err)
+		h.log.WarnContext(ctx, "ack domain event", "op", rec.GetEnvelope().GetId(), "err", err)
 	}
 }
 
@@ -250,7 +268,7 @@ func (h *Handler) finished(ctx context.Context, rec *busv1.EventRecorded) (*busv
 	env := rec.GetEnvelope()
 	prior, err := h.record(ctx, env)
 	if errors.Is(err, bus.ErrCorruptRecord) {
-		h.log.Warn("op record undecodable; delivering again", "op", env.GetId(), "err", err)
+		h.log.WarnContext(ctx, "op record undecodable; delivering again", "op", env.GetId(), "err", err)
 		prior, err = nil, nil
 	}
 	if err != nil {
@@ -307,7 +325,7 @@ func (h *Handler) Redrive(m *nats.Msg) {
 		defer cancel()
 		reply, err := h.redrive(ctx, m.Data)
 		if err != nil {
-			h.log.Warn("redrive failed", "err", err)
+			h.log.WarnContext(ctx, "redrive failed", "err", err)
 		}
 		_ = m.Respond(reply)
 	}()
@@ -411,8 +429,8 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, seq uin
 		case RouteWebhook:
 			secret, err := h.cfg.Secrets.Open(dev.GetWebhookSecret(), webhook.SecretBinding(key))
 			if err != nil {
-				h.log.Error("webhook secret does not open (wrong or missing --secrets-key-file, or a tampered record); not delivering",
-					"device", key, "err", err)
+				h.log.ErrorContext(ctx, "webhook secret does not open (wrong or missing --secrets-key-file, or a tampered record); not delivering",
+					"device", logctx.Device(key), "err", err)
 				receipts[i] = failed(key, route, id, "webhook_secret_unreadable", 0, sentAt)
 				continue
 			}
@@ -482,7 +500,7 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, seq uin
 			})
 		}
 		if err != nil {
-			h.log.Warn("inbox append failed", "device", key, "err", err)
+			h.log.WarnContext(ctx, "inbox append failed", "device", logctx.Device(key), "err", err)
 			receipts[p.i] = failed(key, RoutePrivate, id, "inbox_unavailable", attempts, h.now())
 			continue
 		}
@@ -490,7 +508,25 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, seq uin
 	}
 	wg.Wait()
 	countResults(receipts)
+	traceTargets(ctx, targets, receipts, sentAt)
 	return receipts
+}
+
+// traceTargets records a span per target of a traced op, from the start of the delivery to its
+// receipt: route, device (logctx.Device), attempts and why it failed.
+func traceTargets(ctx context.Context, targets []target, receipts []*busv1.Receipt, began time.Time) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return
+	}
+	for i, r := range receipts {
+		_, span := tracing.Start(ctx, tracerScope, "deliver to "+targets[i].route, trace.WithTimestamp(began),
+			trace.WithAttributes(attribute.String("pushgo.route", targets[i].route), attribute.String("pushgo.device", logctx.Device(r.GetDeviceKey())),
+				attribute.String("pushgo.delivery_id", r.GetDeliveryId()), attribute.Int("pushgo.attempts", int(r.GetAttempts()))))
+		if r.GetStatus() != busv1.ReceiptStatus_RECEIPT_STATUS_DELIVERED {
+			span.SetStatus(codes.Error, r.GetReason())
+		}
+		span.End(trace.WithTimestamp(time.UnixMilli(r.GetAt())))
+	}
 }
 
 // countResults adds receipts to the deliveries metric.

@@ -2,11 +2,17 @@ package grpcapi
 
 import (
 	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"net/http"
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/logctx"
 	"pushgo.dev/gateway/proto/metrics"
+	"pushgo.dev/gateway/proto/tracing"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/channels"
 	"pushgo.dev/gateway/services/ingest/internal/opgate"
@@ -85,6 +91,18 @@ func (s *Events) op(ctx context.Context, route validate.Route, req *apiv1.EventR
 	eventID := op.EventID
 	if route == validate.RouteCreate {
 		eventID = ops.NewEventID(op.ChannelID, opID, given)
+	}
+	ctx = logctx.WithOp(ctx, op.ChannelID, eventID, opID)
+	if tracing.Enabled() {
+		var span trace.Span
+		ctx, span = tracing.Start(ctx, "pushgo/ingest", "op "+string(route), trace.WithAttributes(
+			attribute.String("pushgo.channel_id", op.ChannelID), attribute.String("pushgo.event_id", eventID), attribute.String("pushgo.op_id", opID)))
+		defer func() {
+			if err != nil {
+				span.SetStatus(codes.Error, apierr.FromError(err).Code)
+			}
+			span.End()
+		}()
 	}
 	out, err := s.Ops.Submit(ctx, ops.Op{
 		Route:       string(route),

@@ -36,7 +36,7 @@ func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				log.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
 				resp, err = nil, apierr.New("internal_error", "internal error")
 			}
 		}()
@@ -68,7 +68,7 @@ func Interceptor(token auth.Token, addrs *clientaddr.Resolver, log *slog.Logger)
 		if err != nil {
 			e := apierr.FromError(err)
 			if e.Code == "internal_error" || e.Code == "unavailable" {
-				log.Warn("request failed", "method", info.FullMethod, "code", e.Code, "err", err)
+				log.WarnContext(ctx, "request failed", "method", info.FullMethod, "code", e.Code, "err", err)
 			}
 			// The error_code as a plain trailer too, for tools that do not decode the status's
 			// ErrorInfo detail (grpcurl -v prints it). In process (REST) there is no stream to

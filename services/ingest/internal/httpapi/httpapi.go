@@ -22,12 +22,17 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
+	"pushgo.dev/gateway/proto/logctx"
 	"pushgo.dev/gateway/proto/metrics"
+	"pushgo.dev/gateway/proto/tracing"
 	"pushgo.dev/gateway/services/ingest/internal/apidoc"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 	"pushgo.dev/gateway/services/ingest/internal/auth"
@@ -167,13 +172,31 @@ func gatewayError(err error) *apierr.Error {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Request-Id", requestID(r))
+	reqID := requestID(r)
+	w.Header().Set("X-Request-Id", reqID)
+	r = r.WithContext(logctx.WithRequestID(r.Context(), reqID))
 	if r.URL.Path != "/device/stream" && r.URL.Path != "/device/ws" { // live streams: metrics.LiveStreams
 		sw := &statusWriter{ResponseWriter: w}
 		w = sw
 		began := time.Now()
+		span := trace.SpanFromContext(r.Context()) // not recording: tracing is off
+		if tracing.Enabled() {
+			var ctx context.Context
+			ctx, span = tracing.Start(r.Context(), tracerScope, r.Method+" "+h.routeLabel(r.URL.Path), trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+					attribute.String("pushgo.request_id", reqID)))
+			r = r.WithContext(ctx)
+		}
 		defer func() { // after the recovery below, which may write the 500
-			metrics.HTTPRequests.WithLabelValues(h.routeLabel(r.URL.Path), strconv.Itoa(sw.code())).Observe(metrics.Since(began))
+			route := h.routeLabel(r.URL.Path)
+			metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(sw.code())).Observe(metrics.Since(began))
+			if span.IsRecording() {
+				span.SetAttributes(attribute.Int("http.response.status_code", sw.code()), attribute.String("http.route", route))
+				if sw.code() >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(sw.code()))
+				}
+				span.End()
+			}
 		}()
 	}
 	if h.opts.CORS.Apply(w, r) {
@@ -283,6 +306,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mux.ServeHTTP(w, r)
 }
+
+// tracerScope is ingest's instrumentation scope.
+const tracerScope = "pushgo/ingest"
 
 // routeLabel is the route label of a request's metrics: the path of a known route, "other"
 // for the rest (a label per unknown path would let clients grow the metrics without bound).

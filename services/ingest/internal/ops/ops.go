@@ -25,6 +25,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/tracing"
 	"pushgo.dev/gateway/services/ingest/internal/apierr"
 )
 
@@ -184,8 +185,10 @@ func (s *Submitter) publish(ctx context.Context, op Op, commandID string) error 
 		return err
 	}
 	msgID := bus.DedupeID(commandID, cmd.GetEnvelope().GetId())
+	// The trace context and the request id travel with the command (tracing.Headers).
+	msg := &nats.Msg{Subject: s.cfg.Layout.CommandSubject(op.ChannelID, op.EventID), Data: data, Header: tracing.Headers(ctx)}
 	err = s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.js.Publish(ctx, s.cfg.Layout.CommandSubject(op.ChannelID, op.EventID), data, jetstream.WithMsgID(msgID),
+		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID),
 			jetstream.WithExpectStream(s.cfg.Layout.CommandsStreamOf(op.ChannelID)))
 		return err
 	})

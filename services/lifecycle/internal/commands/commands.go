@@ -18,12 +18,17 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/logctx"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/tracing"
 	"pushgo.dev/gateway/services/lifecycle/internal/event"
 	"pushgo.dev/gateway/services/lifecycle/internal/natsstore"
 )
@@ -101,18 +106,32 @@ func (h *Handler) Handle(ctx context.Context, m jetstream.Msg) {
 	if err == nil {
 		delivered = md.NumDelivered
 	}
+	// The request's id and trace come with the command (tracing.Headers), and go on with the
+	// domain event it appends.
+	env := cmd.GetEnvelope()
+	ctx = logctx.WithOp(tracing.FromHeaders(ctx, m.Headers()), env.GetChannelId(), env.GetEventId(), env.GetOpId())
+	var span trace.Span
+	if tracing.Enabled() {
+		ctx, span = tracing.Start(ctx, "pushgo/lifecycle", "fold "+cmd.GetRoute(), trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("pushgo.channel_id", env.GetChannelId()), attribute.String("pushgo.event_id", env.GetEventId()),
+				attribute.String("pushgo.op_id", env.GetOpId()), attribute.Int64("messaging.delivery_count", int64(delivered))))
+		defer span.End()
+	}
 	if err := h.process(ctx, cmd); err != nil {
+		if span != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
 		if permanent(err) && delivered >= uint64(h.opts.GiveUpAfter) {
 			h.giveUp(ctx, m, cmd, delivered, err)
 			return
 		}
 		delay := min(h.opts.RetryDelay<<min(delivered-1, 5), maxBackoff)
-		h.log.Warn("command will be retried", "op", cmd.GetEnvelope().GetId(), "delivered", delivered, "in", delay, "err", err)
+		h.log.WarnContext(ctx, "command will be retried", "op", cmd.GetEnvelope().GetId(), "delivered", delivered, "in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
 		return
 	}
 	if err := m.Ack(); err != nil {
-		h.log.Warn("ack command", "op", cmd.GetEnvelope().GetId(), "err", err)
+		h.log.WarnContext(ctx, "ack command", "op", cmd.GetEnvelope().GetId(), "err", err)
 	}
 }
 
@@ -185,7 +204,7 @@ func (h *Handler) repeat(ctx context.Context, cmd *busv1.EventCommand, prior *lo
 	}
 	rec, err := bus.ReadOpRecord(ctx, h.ops, env.GetChannelId(), env.GetOpId(), brokerBudget)
 	if errors.Is(err, bus.ErrCorruptRecord) {
-		h.log.Warn("op record undecodable; looking in the journal", "op", env.GetId(), "err", err)
+		h.log.WarnContext(ctx, "op record undecodable; looking in the journal", "op", env.GetId(), "err", err)
 		rec, err = nil, nil
 	}
 	if err != nil {
@@ -212,13 +231,13 @@ func permanent(err error) bool {
 // one). The detail goes to the log only. Nothing is stored: a repeat of the op is a new try.
 func (h *Handler) giveUp(ctx context.Context, m jetstream.Msg, cmd *busv1.EventCommand, delivered uint64, cause error) {
 	env := cmd.GetEnvelope()
-	h.log.Error("command failed on every delivery; its op is answered internal_error", "op", env.GetId(),
+	h.log.ErrorContext(ctx, "command failed on every delivery; its op is answered internal_error", "op", env.GetId(),
 		"delivered", delivered, "err", cause)
 	rec := bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), h.now(),
 		&busv1.Outcome{HttpStatus: http.StatusInternalServerError, ErrorCode: bus.CodeGaveUp,
 			Error: "the op could not be applied; repeat it with the same op_id to try again"})
 	if err := h.publish(rec, false); err != nil {
-		h.log.Warn("command will be retried", "op", env.GetId(), "delivered", delivered, "in", maxBackoff, "err", err)
+		h.log.WarnContext(ctx, "command will be retried", "op", env.GetId(), "delivered", delivered, "in", maxBackoff, "err", err)
 		_ = m.NakWithDelay(maxBackoff)
 		return
 	}
@@ -231,7 +250,7 @@ func (h *Handler) giveUp(ctx context.Context, m jetstream.Msg, cmd *busv1.EventC
 func (h *Handler) integrity(ctx context.Context, cmd *busv1.EventCommand, cause error) error {
 	env := cmd.GetEnvelope()
 	ie, _ := errors.AsType[*logsign.IntegrityError](cause)
-	h.log.Error("event log entry failed its integrity check; op refused", "op", env.GetId(),
+	h.log.ErrorContext(ctx, "event log entry failed its integrity check; op refused", "op", env.GetId(),
 		"subject", ie.Subject, "seq", ie.Seq, "reason", ie.Reason)
 	rec := bus.DoneRecord(env, cmd.GetRoute(), cmd.GetCommandId(), cmd.GetFingerprint(), cmd.GetOpCreatedAt(), h.now(),
 		&busv1.Outcome{HttpStatus: http.StatusInternalServerError, ErrorCode: bus.CodeIntegrity,

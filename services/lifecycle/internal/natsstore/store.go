@@ -19,6 +19,7 @@ import (
 	"pushgo.dev/gateway/proto/bus"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
 	"pushgo.dev/gateway/proto/logsign"
+	"pushgo.dev/gateway/proto/tracing"
 )
 
 // ErrConflict reports that the event's subject moved past the expected sequence: another op
@@ -121,10 +122,13 @@ func (s *Store) Append(ctx context.Context, rec *busv1.EventRecorded, head *logs
 		lastSeq = head.Seq
 	}
 	subject := s.layout.EventSubject(env.GetChannelId(), env.GetEventId())
+	// The trace context and request id of ctx travel with the domain event to dispatch; they
+	// are not part of the signed entry.
+	msg := &nats.Msg{Subject: subject, Data: data, Header: tracing.Headers(ctx)}
 	var ack *jetstream.PubAck
 	err = bus.Retry(ctx, s.budget, func(ctx context.Context) error {
 		var err error
-		ack, err = s.js.Publish(ctx, subject, data,
+		ack, err = s.js.PublishMsg(ctx, msg,
 			jetstream.WithMsgID(bus.DedupeID(rec.GetCommandId(), env.GetId())),
 			jetstream.WithExpectLastSequencePerSubject(lastSeq),
 			jetstream.WithExpectStream(s.layout.EventsStreamOf(env.GetChannelId())))
