@@ -77,8 +77,10 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	return h.Handler.Handle(ctx, r)
 }
 
-// WithAttrs and WithGroup keep the wrapper around the derived handler.
-func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler { return &Handler{h.Handler.WithAttrs(attrs)} }
+// WithAttrs keeps the wrapper around the derived handler.
+func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &Handler{h.Handler.WithAttrs(attrs)}
+}
 
 // WithGroup keeps the wrapper around the derived handler.
 func (h *Handler) WithGroup(name string) slog.Handler { return &Handler{h.Handler.WithGroup(name)} }

@@ -11,8 +11,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
-	"pushgo.dev/gateway/proto/logctx"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/logctx"
 	"pushgo.dev/gateway/proto/logsign"
 	"pushgo.dev/gateway/proto/webhook"
 )

@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"pushgo.dev/gateway/proto/bus"
-	"pushgo.dev/gateway/proto/logctx"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
+	"pushgo.dev/gateway/proto/logctx"
 )
 
 // invalidateRoute marks the route of device key dead (route_invalid, DESIGN.md §10.1) after
