@@ -1,7 +1,6 @@
 package tracing
 
 import (
-	"context"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -11,7 +10,7 @@ import (
 )
 
 func TestOffCostsNothing(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	if Enabled() || Headers(ctx) != nil {
 		t.Fatal("tracing off, yet headers")
 	}
@@ -33,13 +32,13 @@ func TestHeadersRoundTrip(t *testing.T) {
 	tp := sdktrace.NewTracerProvider()
 	Enable(tp)
 	t.Cleanup(func() { Enable(nil) })
-	ctx, span := Start(logctx.WithRequestID(context.Background(), "req-1"), "s", "parent")
+	ctx, span := Start(logctx.WithRequestID(t.Context(), "req-1"), "s", "parent")
 	defer span.End()
 	h := Headers(ctx)
 	if len(h["traceparent"]) != 1 || h.Get(HeaderRequestID) != "req-1" {
 		t.Fatalf("headers %v", h)
 	}
-	got := FromHeaders(context.Background(), h)
+	got := FromHeaders(t.Context(), h)
 	sc := trace.SpanContextFromContext(got)
 	if sc.TraceID() != span.SpanContext().TraceID() || sc.SpanID() != span.SpanContext().SpanID() || !sc.IsRemote() {
 		t.Fatalf("span context %v, want the parent's", sc)
@@ -49,7 +48,7 @@ func TestHeadersRoundTrip(t *testing.T) {
 	}
 	// Only the request id without a trace.
 	Enable(nil)
-	if h := Headers(logctx.WithRequestID(context.Background(), "req-2")); len(h) != 1 || h.Get(HeaderRequestID) != "req-2" {
+	if h := Headers(logctx.WithRequestID(t.Context(), "req-2")); len(h) != 1 || h.Get(HeaderRequestID) != "req-2" {
 		t.Fatalf("headers without a trace: %v", h)
 	}
 }

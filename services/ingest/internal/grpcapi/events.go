@@ -2,11 +2,11 @@ package grpcapi
 
 import (
 	"context"
+	"net/http"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"net/http"
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
