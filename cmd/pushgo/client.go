@@ -290,12 +290,7 @@ func (c *client) call(ctx context.Context, route string, body map[string]any) in
 		fmt.Fprintf(c.stderr, "%s: %v\n", c.name, err)
 		return 2
 	}
-	return printAnswer(c.name, req, c.stdout, c.stderr)
-}
-
-// printAnswer sends req and prints the answer: data on stdout (exit 0), the error envelope on
-// stderr (exit 1 for 4xx, 2 for 5xx or no answer).
-func printAnswer(name string, req *http.Request, stdout, stderr io.Writer) int {
+	name, stdout, stderr := c.name, c.stdout, c.stderr
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: no answer: %v\n", name, err)

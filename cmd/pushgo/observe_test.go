@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -101,23 +99,10 @@ func hasAttr(s sdktrace.ReadOnlySpan, key, value string) bool {
 	return false
 }
 
-// logBuffer collects JSON log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) lines() []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// logLines parses the JSON lines of a log.
+func logLines(log string) []map[string]any {
 	var out []map[string]any
-	for line := range strings.SplitSeq(l.b.String(), "\n") {
+	for line := range strings.SplitSeq(log, "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil {
 			out = append(out, m)
@@ -126,18 +111,12 @@ func (l *logBuffer) lines() []map[string]any {
 	return out
 }
 
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestLogsNameTheOpAndNoSecret: a line about an op, in any service, names its request_id,
 // channel_id, event_id and op_id; no line holds a credential (the channel password, the token,
 // a webhook secret, a device key).
 func TestLogsNameTheOpAndNoSecret(t *testing.T) {
 	t.Parallel()
-	var out logBuffer
+	var out syncBuffer
 	log := slog.New(logctx.NewHandler(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	g := startGateway(t, gatewayOpts{allowPrivate: true, logger: log, token: "tok-very-secret"})
 	auth := map[string]string{"Authorization": "Bearer tok-very-secret"}
@@ -163,7 +142,7 @@ func TestLogsNameTheOpAndNoSecret(t *testing.T) {
 	eventID, _ := r.data(t)["event_id"].(string)
 	var about map[string]any
 	eventually(t, 10*time.Second, "dispatch's line about the op", func() bool {
-		for _, l := range out.lines() {
+		for _, l := range logLines(out.String()) {
 			if l["service"] == "dispatch" && strings.Contains(l["msg"].(string), "refused for good") {
 				about = l
 				return true

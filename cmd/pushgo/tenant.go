@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
-	"time"
 )
 
 const tenantUsage = `pushgo tenant — administer the tenants of a hosted gateway (--admin-token) over HTTP
@@ -112,54 +108,6 @@ func tenantCommand(ctx context.Context, args []string, getenv func(string) strin
 	if len(given) > 0 {
 		body["limits"] = given
 	}
-	return adminCall(ctx, strings.TrimRight(*url, "/")+"/admin/tenant/"+cmd, *token, body, stdout, stderr)
-}
-
-// adminCall posts body to an admin route and prints the answer: data on stdout (exit 0), the
-// error envelope on stderr (exit 1 for 4xx, 2 for 5xx or no answer).
-func adminCall(ctx context.Context, url, token string, body map[string]any, stdout, stderr io.Writer) int {
-	b, _ := json.Marshal(body)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
-	if err != nil {
-		fmt.Fprintln(stderr, "pushgo tenant:", err)
-		return 2
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintln(stderr, "pushgo tenant: no answer:", err)
-		return 2
-	}
-	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		fmt.Fprintln(stderr, "pushgo tenant: reading the answer:", err)
-		return 2
-	}
-	var env struct {
-		Data json.RawMessage `json:"data"`
-	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &env) != nil {
-		fmt.Fprintln(stderr, strings.TrimSpace(string(raw)))
-		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
-			return 1
-		}
-		if resp.StatusCode == http.StatusOK { // not an envelope
-			fmt.Fprintln(stderr, "pushgo tenant: the answer is not a PushGo envelope")
-		}
-		return 2
-	}
-	var out bytes.Buffer
-	if err := json.Indent(&out, env.Data, "", "  "); err != nil {
-		out.Reset()
-		out.Write(env.Data)
-	}
-	out.WriteByte('\n')
-	_, _ = stdout.Write(out.Bytes())
-	return 0
+	c := &client{url: *url, token: *token, name: "pushgo tenant", stdout: stdout, stderr: stderr}
+	return c.call(ctx, "/admin/tenant/"+cmd, body)
 }
