@@ -188,6 +188,8 @@ func TestTenantIsolation(t *testing.T) {
 		"/channel/device":      func(dev string) obj { return obj{"device_key": dev, "channel_type": "private"} },
 		"/channel/subscribe":   func(dev string) obj { return obj{"device_key": dev, "channel_id": chB, "password": "secret-123"} },
 		"/channel/unsubscribe": func(dev string) obj { return obj{"device_key": dev, "channel_id": chA} },
+		// A's webhook attempts are A's: another tenant's key meets an unknown device.
+		"/channel/device/attempts": func(dev string) obj { return obj{"device_key": dev} },
 	}
 	for path, body := range deviceRoutes {
 		got := g.as(t, b, path, body(devA))
