@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -17,55 +14,11 @@ import (
 	"pushgo.dev/gateway/proto/bus/bustest"
 )
 
-// runLeaderCluster starts a 3-node JetStream cluster of embedded servers (n0, n1, n2) on
-// loopback, routed to each other, shut down when the test ends, and returns a JetStream client
-// of n0.
+// runLeaderCluster starts a 3-node JetStream cluster (bustest.RunCluster) and returns a
+// JetStream client of n0.
 func runLeaderCluster(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	// Routes need the cluster ports up front: take three free ones.
-	var ports []int
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		l.Close()
-	}
-	var servers []*server.Server
-	for i, p := range ports {
-		var routes []string
-		for j, q := range ports {
-			if j != i {
-				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", q))
-			}
-		}
-		s, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("n%d", i),
-			Host:       "127.0.0.1",
-			Port:       -1,
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			NoLog:      true,
-			NoSigs:     true,
-			Cluster:    server.ClusterOpts{Name: "leaders", Host: "127.0.0.1", Port: p},
-			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
-		})
-		if err != nil {
-			t.Fatalf("new nats server: %v", err)
-		}
-		t.Cleanup(func() {
-			s.Shutdown()
-			s.WaitForShutdown()
-		})
-		go s.Start()
-		servers = append(servers, s)
-	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("%s not ready after 10s", s.Name())
-		}
-	}
+	servers := bustest.RunCluster(t, "leaders")
 	nc, err := nats.Connect(servers[0].ClientURL())
 	if err != nil {
 		t.Fatalf("connect: %v", err)

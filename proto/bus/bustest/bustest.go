@@ -4,6 +4,8 @@ package bustest
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -189,4 +191,56 @@ func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
 			tb.Fatal(tb.Context().Err())
 		}
 	}
+}
+
+// RunCluster starts a 3-node JetStream cluster of embedded servers n0, n1 and n2 on loopback,
+// routed to each other, each with its store in a temporary directory, and shuts them down
+// when the test ends (a test may shut one down earlier to kill a node).
+func RunCluster(tb testing.TB, name string) []*server.Server {
+	tb.Helper()
+	// Routes need the cluster ports up front: take three free ones.
+	var ports []int
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		_ = l.Close()
+	}
+	var servers []*server.Server
+	for i, p := range ports {
+		var routes []string
+		for j, q := range ports {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", q))
+			}
+		}
+		s, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("n%d", i),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   tb.TempDir(),
+			NoLog:      true,
+			NoSigs:     true,
+			Cluster:    server.ClusterOpts{Name: name, Host: "127.0.0.1", Port: p},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+		})
+		if err != nil {
+			tb.Fatalf("new nats server: %v", err)
+		}
+		tb.Cleanup(func() {
+			s.Shutdown()
+			s.WaitForShutdown()
+		})
+		go s.Start()
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			tb.Fatalf("%s not ready after 10s", s.Name())
+		}
+	}
+	return servers
 }

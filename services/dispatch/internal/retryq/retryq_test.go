@@ -137,3 +137,74 @@ func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 	}
 	return nc, js
 }
+
+// TestScheduleSurvivesItsLeadersDeath: in a 3-node cluster with the schedule stream replicated
+// 3 times, a task scheduled before its stream's leader dies is fired by the new leader.
+func TestScheduleSurvivesItsLeadersDeath(t *testing.T) {
+	servers := bustest.RunCluster(t, "retries")
+	_, js := connect(t, servers[0].ClientURL())
+	var st jetstream.Stream
+	var err error
+	bustest.Eventually(t, 30*time.Second, "the stream, once the cluster has a meta leader", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		st, err = js.CreateStream(ctx, retriesConfig(t))
+		return err == nil
+	})
+	q := retryq.New(js, retryq.Schedule{time.Second}, slog.New(slog.DiscardHandler))
+	task := &busv1.RetryTask{ChannelId: "c", OpId: "o", DeliveryId: "fedcba9876543210fedcba9876543210"}
+	due, err := q.Add(t.Context(), task, time.Now().Add(4*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+		t.Fatalf("stream info: %v %v", info, err)
+	}
+	var survivor string
+	for _, s := range servers {
+		if s.Name() == info.Cluster.Leader {
+			s.Shutdown() // the leader dies before the task is due
+			s.WaitForShutdown()
+		} else {
+			survivor = s.ClientURL()
+		}
+	}
+	_, js = connect(t, survivor)
+	q = retryq.New(js, retryq.Schedule{time.Second}, slog.New(slog.DiscardHandler))
+	var cons jetstream.Consumer
+	bustest.Eventually(t, 20*time.Second, "the retry consumer after the election", func() bool {
+		cons, err = q.Consumer(t.Context(), 2)
+		return err == nil
+	})
+	got := make(chan *busv1.RetryTask, 4)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Consume(ctx, cons, 2, func(_ context.Context, task *busv1.RetryTask) error { got <- task; return nil })
+	}()
+	select {
+	case task := <-got:
+		if task.GetDeliveryId() != "fedcba9876543210fedcba9876543210" || time.Now().Before(due) {
+			t.Fatalf("task %v at %s, due %s", task, time.Now(), due)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the new leader never fired the schedule")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// retriesConfig is PUSHGO_RETRIES as bus provisions it, with 3 replicas.
+func retriesConfig(t *testing.T) jetstream.StreamConfig {
+	t.Helper()
+	for _, c := range bus.StreamConfigs(bus.Options{Replicas: 3}) {
+		if c.Name == bus.StreamRetries {
+			return c
+		}
+	}
+	t.Fatal("no PUSHGO_RETRIES in bus.StreamConfigs")
+	return jetstream.StreamConfig{}
+}
