@@ -150,3 +150,28 @@ func TestMetricsAddr(t *testing.T) {
 	})
 	p.stop(t)
 }
+
+// TestHostedMetricsTakeTheAdminToken: in hosted mode /metrics is the operator's: a tenant's
+// API key does not open it, the admin token does; /openapi.json stays open.
+func TestHostedMetricsTakeTheAdminToken(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gatewayOpts{adminToken: adminToken})
+	_, key := g.newTenant(t, "acme", nil)
+	for _, cred := range []string{"", key} {
+		h := map[string]string{}
+		if cred != "" {
+			h["Authorization"] = "Bearer " + cred
+		}
+		if r := g.request(t, http.MethodGet, "/metrics", "", nil, h); r.status != http.StatusUnauthorized || r.code() != "authentication_failed" {
+			t.Fatalf("/metrics with %q: %d %s", cred, r.status, r.raw)
+		}
+	}
+	if f := scrape(t, g.url+"/metrics", adminToken); f["pushgo_ops_total"] == nil && f["go_goroutines"] == nil {
+		t.Fatal("no metrics with the admin token")
+	}
+	if resp, err := http.Get(g.url + "/openapi.json"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/openapi.json in hosted mode: %v", err)
+	} else {
+		_ = resp.Body.Close()
+	}
+}
