@@ -20,7 +20,9 @@ import (
 // /channel/device/attempts lists every attempt, newest first.
 func TestWebhookDownPastTheBudgetGetsThePushLater(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t, gatewayOpts{allowPrivate: true, dispatchWait: 2 * time.Second, webhookRetrySchedule: "1s,1s,1s,1s,1s,1s,1s,1s"})
+	// The wait leaves room for a busy machine under -race: the failing webhook is retried for the
+	// whole budget (4/5 of it) before the op answers.
+	g := startGateway(t, gatewayOpts{allowPrivate: true, dispatchWait: 4 * time.Second, webhookRetrySchedule: "1s,1s,1s,1s,1s,1s,1s,1s"})
 	ch := g.channel(t)
 	recv := newHookReceiver(t)
 	key := g.hook(t, recv, ch)
@@ -116,7 +118,7 @@ func TestWebhookDownPastTheBudgetGetsThePushLater(t *testing.T) {
 // retry and takes the device out of later ops until its route is set again.
 func TestWebhookGoneDisablesTheEndpoint(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t, gatewayOpts{allowPrivate: true, dispatchWait: 2 * time.Second, webhookRetrySchedule: "1s"})
+	g := startGateway(t, gatewayOpts{allowPrivate: true, dispatchWait: 4 * time.Second, webhookRetrySchedule: "1s"})
 	ch := g.channel(t)
 	recv := newHookReceiver(t)
 	key := g.hook(t, recv, ch)
@@ -159,7 +161,7 @@ func TestWebhookRetrySurvivesRestart(t *testing.T) {
 	serve := func() (*proc, *gateway) {
 		addr := freeAddr(t)
 		p := start(t, "serve", "--data-dir", dir, "--http-addr", addr, "--grpc-addr", "", "--webhook-allow-private",
-			"--dispatch-wait", "2s", "--webhook-retry-schedule", "4s")
+			"--dispatch-wait", "4s", "--webhook-retry-schedule", "4s")
 		g := &gateway{url: "http://" + addr}
 		g.waitReady(t)
 		return p, g

@@ -151,15 +151,15 @@ func (h *Handler) retryOnce(ctx context.Context, task *busv1.RetryTask, dev *bus
 			next = h.schedule(ctx, again, h.now().Add(max(d, a.wait)))
 		}
 	}
-	h.logAttempts(ctx, key, env, id, []hookAttempt{a}, next)
+	h.logAttempts(ctx, key, env, id, []hookAttempt{a}, next, bus.PerTry)
 	return a.why, next
 }
 
 // logAttempts keeps the webhook attempts tries of delivery id to device key in
-// PUSHGO_ATTEMPTS, the last one with when the next is due. Best effort: a failure is logged,
-// and costs only the list's completeness.
-func (h *Handler) logAttempts(ctx context.Context, key string, env *busv1.Envelope, id string, tries []hookAttempt, next int64) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bus.PerTry)
+// PUSHGO_ATTEMPTS, the last one with when the next is due, waiting at most wait for the broker.
+// Best effort: a failure is logged, and costs only the list's completeness.
+func (h *Handler) logAttempts(ctx context.Context, key string, env *busv1.Envelope, id string, tries []hookAttempt, next int64, wait time.Duration) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 	defer cancel()
 	for i, a := range tries {
 		la := &busv1.DeliveryAttempt{DeliveryId: id, ChannelId: env.GetChannelId(), EventId: env.GetEventId(), OpId: env.GetOpId(),

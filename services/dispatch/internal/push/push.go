@@ -51,6 +51,10 @@ import (
 // takes 4–9 s).
 const brokerBudget = 10 * time.Second
 
+// attemptLogWait bounds the wait for the attempts log (PUSHGO_ATTEMPTS) of a delivery within
+// an op's budget: the op's answer waits for it.
+const attemptLogWait = 500 * time.Millisecond
+
 // giveUpAfter is how many deliveries of a domain event failing with a non-transient error are
 // tried, 1 s apart, before dispatch stops retrying it: over a minute, so that an error taken for
 // permanent by mistake during an outage does not end an op (the broker being away is retried
@@ -443,7 +447,8 @@ func (h *Handler) deliver(ctx context.Context, rec *busv1.EventRecorded, seq uin
 				if last.why != "" {
 					r.NextAttemptAt = h.afterBudget(ctx, t, rec, seq, r, last, budgetEnd)
 				}
-				h.logAttempts(ctx, key, env, id, tries, r.GetNextAttemptAt())
+				// A short wait: the op's answer waits for this, and the list is best effort.
+				h.logAttempts(ctx, key, env, id, tries, r.GetNextAttemptAt(), attemptLogWait)
 				receipts[i] = r
 			})
 		case RouteAPNs, RouteFCM:
