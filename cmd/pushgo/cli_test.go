@@ -36,8 +36,8 @@ func cli(t *testing.T, env []string, stdin string, args ...string) (string, stri
 // and exits 0 on SIGINT; errors go to stderr with exit status 1 (4xx) or 2 (no answer).
 func TestCLI(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
-	gw := start(t, "serve", "--data-dir", t.TempDir(), "--http-addr", addr, "--grpc-addr", "", "--token", "tok")
+	addr, dataDir := freeAddr(t), t.TempDir()
+	gw := start(t, "serve", "--data-dir", dataDir, "--http-addr", addr, "--grpc-addr", "", "--token", "tok")
 	(&gateway{url: "http://" + addr}).waitReady(t)
 	env := []string{"PUSHGO_URL=http://" + addr, "PUSHGO_TOKEN=tok", "PUSHGO_PASSWORD=secret-123"}
 	data := func(out, stderr string, code int) map[string]any {
@@ -94,6 +94,25 @@ func TestCLI(t *testing.T) {
 		got[0]["tags"] != `["deploy"]` || got[1]["message"] != "step 2" || got[1]["event_version"] != "2" {
 		t.Fatalf("pushes printed: %v", got)
 	}
+	// The gateway restarts (same data, same address): listen reconnects, resumes after the last
+	// push it printed, and prints the next one once, without the first two again.
+	gw.stop(t)
+	gw = start(t, "serve", "--data-dir", dataDir, "--http-addr", addr, "--grpc-addr", "", "--token", "tok")
+	(&gateway{url: "http://" + addr}).waitReady(t)
+	data(cli(t, env, "", "event", "update", "--event-id", ev, "--status", "running", "--message", "step 3", "--severity", "high"))
+	eventually(t, 20*time.Second, "the push after the restart printed", func() bool {
+		got = nil
+		for line := range strings.SplitSeq(strings.TrimSpace(lines.String()), "\n") {
+			var p map[string]string
+			if json.Unmarshal([]byte(line), &p) == nil {
+				got = append(got, p)
+			}
+		}
+		return len(got) >= 3
+	})
+	if len(got) != 3 || got[2]["message"] != "step 3" || got[2]["event_version"] != "3" {
+		t.Fatalf("pushes printed across the restart: %v", got)
+	}
 	if err := listen.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +125,7 @@ func TestCLI(t *testing.T) {
 		t.Fatal("pushgo listen still running 10 s after SIGINT")
 	}
 
-	if h := data(cli(t, env, "", "event", "history", "--event-id", ev)); len(h["entries"].([]any)) != 2 {
+	if h := data(cli(t, env, "", "event", "history", "--event-id", ev)); len(h["entries"].([]any)) != 3 {
 		t.Fatalf("history = %v", h)
 	}
 	if l := data(cli(t, env, "", "event", "list")); len(l["events"].([]any)) != 1 {

@@ -135,7 +135,7 @@ func clientCommand(ctx context.Context, args []string, getenv func(string) strin
 	case "listen":
 		str("device_key", "the device whose pushes to follow")
 		fs.BoolVar(&asJSON, "json", false, "print each push's payload as one line of JSON")
-		fs.Uint64Var(&afterSeq, "after-seq", 0, "start after this inbox position (default: every push in the inbox)")
+		fs.Uint64Var(&afterSeq, "after-seq", 0, "start after this inbox position, the id of a push printed before (default: every push in the inbox)")
 	default:
 		fmt.Fprint(stderr, clientUsage)
 		fmt.Fprintf(stderr, "pushgo: unknown command %q\n", cmd)
@@ -362,15 +362,14 @@ func (c *client) listen(ctx context.Context, key string, after uint64, asJSON bo
 // follow reads one connection of the stream, printing each push and moving after past it; it
 // returns the pushes printed, the HTTP status of a refusal, and why the stream ended.
 func (c *client) follow(ctx context.Context, key string, after *uint64, asJSON bool) (int, int, error) {
-	q := url.Values{"device_key": {key}}
-	if *after > 0 {
-		q.Set("after_seq", strconv.FormatUint(*after, 10))
-	}
-	req, err := c.request(ctx, http.MethodGet, "/device/stream?"+q.Encode(), nil)
+	req, err := c.request(ctx, http.MethodGet, "/device/stream?"+url.Values{"device_key": {key}}.Encode(), nil)
 	if err != nil {
 		return 0, 0, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if *after > 0 { // resume after the last push printed, as EventSource does
+		req.Header.Set("Last-Event-ID", strconv.FormatUint(*after, 10))
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, 0, err

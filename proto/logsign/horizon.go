@@ -47,13 +47,17 @@ func (v *Verifier) parseHorizon(stream, val string) (uint64, error) {
 }
 
 // LoadHorizon reads the horizon of stream into v. Without one (a store no signing lifecycle
-// has started on yet) the horizon stays unknown and every entry must be signed; a horizon
-// that does not verify is an error, and leaves it so too.
+// has started on yet, or no stream yet: ingest may start before lifecycle made it) the horizon
+// stays unknown and every entry must be signed; a horizon that does not verify is an error,
+// and leaves it so too.
 func (v *Verifier) LoadHorizon(ctx context.Context, js jetstream.JetStream, stream string) error {
 	if v == nil {
 		return nil
 	}
 	s, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,11 @@
 package logsign_test
 
 import (
+	"log/slog"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"pushgo.dev/gateway/proto/bus"
 	"pushgo.dev/gateway/proto/bus/bustest"
@@ -55,4 +59,29 @@ func TestHorizonFreshStore(t *testing.T) {
 	if err := v.EnsureHorizon(t.Context(), js, bus.StreamEvents, s); err != nil || v.SignedFrom() != 1 {
 		t.Fatalf("horizon %d, %v; want 1", v.SignedFrom(), err)
 	}
+}
+
+// TestFollowHorizonBeforeTheStream: a reader that starts before lifecycle made the log (ingest
+// in pushgo serve may) follows the horizon instead of failing, strict meanwhile, and learns it
+// once the stream exists.
+func TestFollowHorizonBeforeTheStream(t *testing.T) {
+	t.Parallel()
+	s := bustest.RunServer(t)
+	nc := bustest.Connect(t, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := newSigner(t)
+	v := logsign.NewVerifier(signer.Public())
+	if err := v.FollowHorizon(t.Context(), js, bus.StreamEvents, slog.New(slog.DiscardHandler)); err != nil || v.SignedFrom() != 0 {
+		t.Fatalf("before the stream: horizon %d, %v; want unknown, no error", v.SignedFrom(), err)
+	}
+	if err := bus.Provision(t.Context(), js, bus.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := logsign.NewVerifier(signer.Public()).EnsureHorizon(t.Context(), js, bus.StreamEvents, signer); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 10*time.Second, "the horizon followed", func() bool { return v.SignedFrom() == 1 })
 }

@@ -1278,13 +1278,13 @@ type DeviceStreamParams struct {
 	// DeviceKey the device's key (32 hex)
 	DeviceKey string `form:"device_key" json:"device_key"`
 
-	// AfterSeq resume after this inbox position (the SSE id of the last item seen)
-	AfterSeq *int64 `form:"after_seq,omitempty" json:"after_seq,omitempty"`
+	// LastEventId as the Last-Event-ID header: resume after this inbox position
+	LastEventId *int64 `form:"last_event_id,omitempty" json:"last_event_id,omitempty"`
 
 	// Auth the gateway token, for EventSource and WebSocket clients, which cannot send Authorization
 	Auth *string `form:"auth,omitempty" json:"auth,omitempty"`
 
-	// LastEventID as after_seq (EventSource sends it when it reconnects)
+	// LastEventID the id of the last item seen (EventSource sends it when it reconnects)
 	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
@@ -1293,7 +1293,7 @@ type DeviceWebSocketParams struct {
 	// DeviceKey the device's key (32 hex)
 	DeviceKey string `form:"device_key" json:"device_key"`
 
-	// AfterSeq resume after this inbox position (the SSE id of the last item seen)
+	// AfterSeq resume after this inbox position (the seq of the last item seen)
 	AfterSeq *int64 `form:"after_seq,omitempty" json:"after_seq,omitempty"`
 
 	// Auth the gateway token, for EventSource and WebSocket clients, which cannot send Authorization
@@ -1769,7 +1769,7 @@ type ClientInterface interface {
 
 	// DeviceStream Follow a device's inbox live (Server-Sent Events).
 	//
-	// Sends the inbox's items from after_seq (or Last-Event-ID) on, then each new one as it arrives. Items stay until acknowledged (/messages/ack).
+	// Sends the inbox's items after Last-Event-ID (or last_event_id; all of them without), then each new one as it arrives. Items stay until acknowledged (/messages/ack).
 	//
 	// Corresponds with GET /device/stream (the `DeviceStream` operationId).
 	DeviceStream(ctx context.Context, params *DeviceStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2523,7 +2523,7 @@ func (c *Client) DeviceServiceRegister(ctx context.Context, body DeviceServiceRe
 
 // DeviceStream Follow a device's inbox live (Server-Sent Events).
 //
-// Sends the inbox's items from after_seq (or Last-Event-ID) on, then each new one as it arrives. Items stay until acknowledged (/messages/ack).
+// Sends the inbox's items after Last-Event-ID (or last_event_id; all of them without), then each new one as it arrives. Items stay until acknowledged (/messages/ack).
 //
 // Corresponds with GET /device/stream (the `DeviceStream` operationId).
 func (c *Client) DeviceStream(ctx context.Context, params *DeviceStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3494,9 +3494,9 @@ func NewDeviceStreamRequest(server string, params *DeviceStreamParams) (*http.Re
 			}
 		}
 
-		if params.AfterSeq != nil {
+		if params.LastEventId != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after_seq", *params.AfterSeq, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "last_event_id", *params.LastEventId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4428,7 +4428,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeviceStreamWithResponse Follow a device's inbox live (Server-Sent Events).
 	//
-	// Sends the inbox's items from after_seq (or Last-Event-ID) on, then each new one as it arrives. Items stay until acknowledged (/messages/ack).
+	// Sends the inbox's items after Last-Event-ID (or last_event_id; all of them without), then each new one as it arrives. Items stay until acknowledged (/messages/ack).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8206,7 +8206,7 @@ func (c *ClientWithResponses) DeviceServiceRegisterWithResponse(ctx context.Cont
 
 // DeviceStreamWithResponse Follow a device's inbox live (Server-Sent Events).
 //
-// Sends the inbox's items from after_seq (or Last-Event-ID) on, then each new one as it arrives. Items stay until acknowledged (/messages/ack).
+// Sends the inbox's items after Last-Event-ID (or last_event_id; all of them without), then each new one as it arrives. Items stay until acknowledged (/messages/ack).
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -398,7 +398,8 @@ func scalarSchema(fd protoreflect.FieldDescriptor) obj {
 func (g *generator) extraRoutes(paths obj) {
 	g.message(apiv1.File_pushgo_api_v1_device_proto.Messages().ByName("InboxItem"), true)
 	deviceKey := obj{"name": "device_key", "in": "query", "required": true, "schema": obj{"type": "string"}, "description": "the device's key (32 hex)"}
-	afterSeq := obj{"name": "after_seq", "in": "query", "schema": obj{"type": "integer", "format": "int64"}, "description": "resume after this inbox position (the SSE id of the last item seen)"}
+	afterSeq := obj{"name": "after_seq", "in": "query", "schema": obj{"type": "integer", "format": "int64"}, "description": "resume after this inbox position (the seq of the last item seen)"}
+	lastEventID := obj{"name": "last_event_id", "in": "query", "schema": obj{"type": "integer", "format": "int64"}, "description": "as the Last-Event-ID header: resume after this inbox position"}
 	auth := obj{"name": "auth", "in": "query", "schema": obj{"type": "string"}, "description": "the gateway token, for EventSource and WebSocket clients, which cannot send Authorization"}
 	streamErrors := func() obj {
 		rs := obj{}
@@ -414,8 +415,8 @@ func (g *generator) extraRoutes(paths obj) {
 	ws["101"] = obj{"description": "a WebSocket: frames {\"type\":\"message\",\"delivery_id\",\"seq\",\"payload\"}; send {\"type\":\"ack\",\"delivery_id\"} to remove an item (answered {\"type\":\"acked\",\"delivery_id\",\"removed\"}) and {\"type\":\"ping\"} (answered pong)"}
 	paths["/device/stream"] = obj{"get": obj{"operationId": "DeviceStream", "tags": []string{"MessageService"},
 		"summary":     "Follow a device's inbox live (Server-Sent Events).",
-		"description": "Sends the inbox's items from after_seq (or Last-Event-ID) on, then each new one as it arrives. Items stay until acknowledged (/messages/ack).",
-		"parameters":  []obj{deviceKey, afterSeq, auth, {"name": "Last-Event-ID", "in": "header", "schema": obj{"type": "string"}, "description": "as after_seq (EventSource sends it when it reconnects)"}},
+		"description": "Sends the inbox's items after Last-Event-ID (or last_event_id; all of them without), then each new one as it arrives. Items stay until acknowledged (/messages/ack).",
+		"parameters":  []obj{deviceKey, lastEventID, auth, {"name": "Last-Event-ID", "in": "header", "schema": obj{"type": "string"}, "description": "the id of the last item seen (EventSource sends it when it reconnects)"}},
 		"responses":   sse}}
 	paths["/device/ws"] = obj{"get": obj{"operationId": "DeviceWebSocket", "tags": []string{"MessageService"},
 		"summary":    "Follow a device's inbox live over a WebSocket, and acknowledge items on it.",
