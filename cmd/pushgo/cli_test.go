@@ -79,15 +79,20 @@ func TestCLI(t *testing.T) {
 	// A body on stdin, a flag beside it.
 	data(cli(t, env, `{"status":"running","message":"step 2","severity":"high"}`, "event", "update", "--event-id", ev, "-"))
 
-	var got []map[string]string
-	eventually(t, 15*time.Second, "both pushes printed by pushgo listen", func() bool {
-		got = nil
+	// printed are the pushes listen has printed, one JSON object a line.
+	printed := func() []map[string]string {
+		var out []map[string]string
 		for line := range strings.SplitSeq(strings.TrimSpace(lines.String()), "\n") {
 			var p map[string]string
 			if json.Unmarshal([]byte(line), &p) == nil {
-				got = append(got, p)
+				out = append(out, p)
 			}
 		}
+		return out
+	}
+	var got []map[string]string
+	eventually(t, 15*time.Second, "both pushes printed by pushgo listen", func() bool {
+		got = printed()
 		return len(got) == 2
 	})
 	if got[0]["event_id"] != ev || got[0]["title"] != "Deploy api" || got[0]["message"] != "step 1" || got[0]["attrs"] != `{"env":"prod","step":1}` ||
@@ -101,13 +106,7 @@ func TestCLI(t *testing.T) {
 	(&gateway{url: "http://" + addr}).waitReady(t)
 	data(cli(t, env, "", "event", "update", "--event-id", ev, "--status", "running", "--message", "step 3", "--severity", "high"))
 	eventually(t, 20*time.Second, "the push after the restart printed", func() bool {
-		got = nil
-		for line := range strings.SplitSeq(strings.TrimSpace(lines.String()), "\n") {
-			var p map[string]string
-			if json.Unmarshal([]byte(line), &p) == nil {
-				got = append(got, p)
-			}
-		}
+		got = printed()
 		return len(got) >= 3
 	})
 	if len(got) != 3 || got[2]["message"] != "step 3" || got[2]["event_version"] != "3" {
