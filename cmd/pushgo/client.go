@@ -69,12 +69,7 @@ func clientCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	fs := flag.NewFlagSet("pushgo "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := func(name, def string) string { return envOr(getenv, name, def) }
 	c := &client{stdout: stdout, stderr: stderr, name: "pushgo " + cmd}
 	fs.StringVar(&c.url, "url", env("PUSHGO_URL", "http://127.0.0.1:6666"), "the gateway's HTTP API")
 	fs.StringVar(&c.token, "token", env("PUSHGO_TOKEN", ""), "the gateway token (or a tenant's API key)")
@@ -191,6 +186,14 @@ func clientCommand(ctx context.Context, args []string, getenv func(string) strin
 		return c.listen(ctx, key, afterSeq, asJSON)
 	}
 	return c.call(ctx, route, body)
+}
+
+// envOr is the environment variable name, or def when it is empty.
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // versionLine is what `pushgo version` prints: the version, the commit when the build knows

@@ -46,12 +46,7 @@ func tenantCommand(ctx context.Context, args []string, getenv func(string) strin
 	cmd := args[0]
 	fs := flag.NewFlagSet("pushgo tenant "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := func(name, def string) string { return envOr(getenv, name, def) }
 	url := fs.String("url", env("PUSHGO_URL", "http://127.0.0.1:6666"), "the gateway's HTTP API")
 	token := fs.String("admin-token", env("PUSHGO_ADMIN_TOKEN", ""), "the gateway's --admin-token")
 	var name, id string

@@ -194,17 +194,21 @@ func Unsubscribe(req *apiv1.UnsubscribeRequest) (deviceKey, channelID string, er
 //
 // Errors: device_key_required, invalid_device_key, invalid_limit.
 func Pull(req *apiv1.PullRequest) (deviceKey string, limit int, err *apierr.Error) {
-	if deviceKey, err = DeviceKey(req.GetDeviceKey()); err != nil {
+	return deviceAndLimit(req.GetDeviceKey(), req.Limit, defaultPullLimit, maxPullLimit)
+}
+
+// deviceAndLimit validates a device key and an optional limit of 1 to most (def when absent).
+func deviceAndLimit(key string, given *int32, def, most int) (deviceKey string, limit int, err *apierr.Error) {
+	if deviceKey, err = DeviceKey(key); err != nil {
 		return "", 0, err
 	}
-	limit = defaultPullLimit
-	if req.Limit != nil {
-		if req.GetLimit() < 1 || req.GetLimit() > maxPullLimit {
-			return "", 0, apierr.Newf("invalid_limit", "limit must be 1 to %d", maxPullLimit)
-		}
-		limit = int(req.GetLimit())
+	if given == nil {
+		return deviceKey, def, nil
 	}
-	return deviceKey, limit, nil
+	if *given < 1 || int(*given) > most {
+		return "", 0, apierr.Newf("invalid_limit", "limit must be 1 to %d", most)
+	}
+	return deviceKey, int(*given), nil
 }
 
 // Limits of /channel/device/attempts.
@@ -217,17 +221,7 @@ const (
 //
 // Errors: device_key_required, invalid_device_key, invalid_limit.
 func Attempts(req *apiv1.AttemptsRequest) (deviceKey string, limit int, err *apierr.Error) {
-	if deviceKey, err = DeviceKey(req.GetDeviceKey()); err != nil {
-		return "", 0, err
-	}
-	limit = defaultAttemptsLimit
-	if req.Limit != nil {
-		if req.GetLimit() < 1 || req.GetLimit() > maxAttemptsLimit {
-			return "", 0, apierr.Newf("invalid_limit", "limit must be 1 to %d", maxAttemptsLimit)
-		}
-		limit = int(req.GetLimit())
-	}
-	return deviceKey, limit, nil
+	return deviceAndLimit(req.GetDeviceKey(), req.Limit, defaultAttemptsLimit, maxAttemptsLimit)
 }
 
 // Ack validates /messages/ack.
