@@ -119,7 +119,7 @@ func (s *Signer) Appended(data []byte, subject string, seq uint64) {
 	if s == nil || s.memo == nil {
 		return
 	}
-	s.memo.appended(sha256.Sum256(data), place{subject: subject, seq: seq})
+	s.memo.appended(sha256.Sum256(data), placeOf(subject, seq))
 }
 
 // ErrIntegrity is wrapped by every error that reports an entry failing its checks.
@@ -284,7 +284,7 @@ func (v *Verifier) Open(subject string, seq uint64, data []byte) (*Entry, error)
 	if v.memo != nil {
 		if p, ok := v.memo.lookup(sha256.Sum256(data)); ok {
 			e.Signed = true // these very bytes were signed here
-			e.Placed = p.seq == seq && p.subject == subject
+			e.Placed = p.seq != 0 && p == placeOf(subject, seq)
 			return e, nil
 		}
 	}

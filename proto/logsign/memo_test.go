@@ -5,7 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"runtime"
+	"strings"
 	"testing"
+	"unsafe"
+	"weak"
 
 	apiv1 "pushgo.dev/gateway/proto/gen/pushgo/api/v1"
 	busv1 "pushgo.dev/gateway/proto/gen/pushgo/bus/v1"
@@ -166,4 +170,40 @@ func TestMemoPlaced(t *testing.T) {
 	if e := open("pushgo.evt.c.x", 3, foreign); !e.Signed || e.Placed {
 		t.Fatalf("bytes sealed elsewhere: signed %v placed %v", e.Signed, e.Placed)
 	}
+}
+
+// TestMemoKeepsNoSubject: remembering where an entry was appended allocates nothing per entry
+// (only a new generation every n/2, whole) and does not keep the subject's string alive, so
+// the memo's heap is a few blocks of its own and no object per entry is scattered over the
+// heap (those kept pages from being returned after a burst: the soak of issue 12).
+func TestMemoKeepsNoSubject(t *testing.T) {
+	const n = 64
+	memo := NewMemo(n)
+	i := 0
+	next := func() {
+		i++
+		sum := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
+		memo.add(sum)
+		memo.appended(sum, placeOf("pushgo.events.p0.0123456789abcdef0123456789abcdef.0123456789abcdef0123456789abcdef", uint64(i)))
+	}
+	for range 2 * n {
+		next()
+	}
+	if allocs := testing.AllocsPerRun(100, next); allocs != 0 {
+		t.Fatalf("a full memo allocates %.1f times per entry, want none but a generation every n/2", allocs)
+	}
+
+	subject := strings.Repeat("s", 80) // on the heap
+	alive := weak.Make(unsafe.StringData(subject))
+	sum := sha256.Sum256([]byte(subject))
+	memo.add(sum)
+	memo.appended(sum, placeOf(subject, 1))
+	if p, ok := memo.lookup(sum); !ok || p != placeOf(strings.Repeat("s", 80), 1) {
+		t.Fatalf("the memo lost the entry's place: %v %v", p, ok)
+	}
+	runtime.GC() // subject is not used after this point
+	if alive.Value() != nil {
+		t.Fatal("the memo keeps the subject's string alive")
+	}
+	runtime.KeepAlive(memo)
 }
