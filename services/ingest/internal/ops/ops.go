@@ -4,7 +4,8 @@
 // ops by lifecycle, from the event's log (docs/scale.md): ingest keeps no record per op.
 // Outcomes arrive on one core NATS subscription per instance (bus.OutcomeSubjects) and are
 // routed in memory to the waiting requests: no consumer, subscription or goroutine is created
-// per request.
+// per request. Core NATS does not keep what is published while a connection is down, so after
+// a reconnect the instance asks again for the outcome of every op still waiting (reask).
 package ops
 
 import (
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -54,11 +56,13 @@ type Config struct {
 
 // Submitter runs ops. It is safe for concurrent use; Close it to drop its subscription.
 type Submitter struct {
-	cfg Config
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	sub *nats.Subscription
-	log *slog.Logger
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	sub    *nats.Subscription
+	status chan nats.Status
+	done   chan struct{}
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	waiters map[string][]*waiter
@@ -68,6 +72,9 @@ type Submitter struct {
 type waiter struct {
 	commandID, route, fingerprint string
 	c                             chan outcome
+	// op and header are what a reask publishes again.
+	op     Op
+	header nats.Header
 }
 
 // outcome is an op's outcome as published; recorded says it was read back for a repeat.
@@ -88,7 +95,7 @@ func (w *waiter) wants(rec *busv1.OpRecord) bool {
 
 // New subscribes to op outcomes and returns a ready Submitter.
 func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Submitter, error) {
-	s := &Submitter{cfg: cfg, nc: nc, js: js, log: log, waiters: map[string][]*waiter{}}
+	s := &Submitter{cfg: cfg, nc: nc, js: js, log: log, waiters: map[string][]*waiter{}, done: make(chan struct{})}
 	var err error
 	s.sub, err = nc.Subscribe(bus.OutcomeSubjects, s.onOutcome)
 	if err != nil {
@@ -98,22 +105,70 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 	if err := s.sub.SetPendingLimits(1<<20, 256<<20); err != nil {
 		return nil, err
 	}
+	s.status = nc.StatusChanged(nats.CONNECTED)
+	go s.reaskOnReconnect()
 	return s, nil
 }
 
 // Close stops receiving outcomes.
-func (s *Submitter) Close() error { return s.sub.Unsubscribe() }
+func (s *Submitter) Close() error {
+	s.nc.RemoveStatusListener(s.status)
+	<-s.done
+	return s.sub.Unsubscribe()
+}
+
+// reaskOnReconnect runs reask each time the connection is back (CONNECTED is only reported
+// for a reconnect: the first connection was made before New).
+func (s *Submitter) reaskOnReconnect() {
+	defer close(s.done)
+	for range s.status {
+		s.reask()
+	}
+}
+
+// reask publishes the command of every waiting op again, as a client's repeat would: an
+// outcome published while this instance's connection was down never reached it, and without
+// this its requests would wait out DispatchWait and answer 503 although their ops completed
+// (a broker node's death did that to every channel whose op was in flight, docs/scale.md).
+// Lifecycle answers a repeat of a finished op with its recorded outcome, and a repeat of one
+// still running is answered by that op's delivery; a new command id keeps the broker from
+// dropping the copy as a duplicate. Every waiter accepts either answer (waiter.wants).
+func (s *Submitter) reask() {
+	s.mu.Lock()
+	var ws []*waiter
+	for _, list := range s.waiters {
+		ws = append(ws, list...)
+	}
+	s.mu.Unlock()
+	if len(ws) == 0 {
+		return
+	}
+	s.log.Info("connection back: asking again for the outcomes of waiting ops", "ops", len(ws))
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DispatchWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Go(func() {
+			if err := s.publish(ctx, w.op, newID(), w.header); err != nil {
+				s.log.Warn("asking again for an op's outcome failed", "op_id", w.op.OpID, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
 
 // Submit runs op and returns its outcome: the final one when known in time, the recorded one
 // for a repeat of a finished op. Errors are *apierr.Error: unavailable, or dispatch_timeout
 // carrying the op's ids as data.
 func (s *Submitter) Submit(ctx context.Context, op Op) (*busv1.Outcome, error) {
 	key := bus.OpKey(op.ChannelID, op.OpID)
-	w := &waiter{commandID: newID(), route: op.Route, fingerprint: op.Fingerprint, c: make(chan outcome, 1)}
+	// The trace context and the request id travel with the command (tracing.Headers).
+	w := &waiter{commandID: newID(), route: op.Route, fingerprint: op.Fingerprint, c: make(chan outcome, 1),
+		op: op, header: tracing.Headers(ctx)}
 	s.register(key, w)
 	defer s.unregister(key, w)
 
-	if err := s.publish(ctx, op, w.commandID); err != nil {
+	if err := s.publish(ctx, op, w.commandID, w.header); err != nil {
 		return nil, err
 	}
 	timer := time.NewTimer(s.cfg.DispatchWait)
@@ -163,10 +218,10 @@ func (s *Submitter) redrive(ctx context.Context, op Op, rec *busv1.OpRecord) (*b
 	return fresh.GetOutcome(), nil
 }
 
-// publish sends the command of op. Each request publishes its own (commandID); lifecycle
-// tells a repeat from a new op by the event's log, and its message id collapses the copies a
-// publish retried through a leader election leaves.
-func (s *Submitter) publish(ctx context.Context, op Op, commandID string) error {
+// publish sends the command of op with header. Each request publishes its own (commandID);
+// lifecycle tells a repeat from a new op by the event's log, and its message id collapses the
+// copies a publish retried through a leader election leaves.
+func (s *Submitter) publish(ctx context.Context, op Op, commandID string, header nats.Header) error {
 	now := time.Now().UnixMilli()
 	cmd := &busv1.EventCommand{
 		Envelope: &busv1.Envelope{
@@ -185,8 +240,8 @@ func (s *Submitter) publish(ctx context.Context, op Op, commandID string) error 
 		return err
 	}
 	msgID := bus.DedupeID(commandID, cmd.GetEnvelope().GetId())
-	// The trace context and the request id travel with the command (tracing.Headers).
-	msg := &nats.Msg{Subject: s.cfg.Layout.CommandSubject(op.ChannelID, op.EventID), Data: data, Header: tracing.Headers(ctx)}
+	// A copy: the publish adds its own headers, and a reask may publish the same op at once.
+	msg := &nats.Msg{Subject: s.cfg.Layout.CommandSubject(op.ChannelID, op.EventID), Data: data, Header: maps.Clone(header)}
 	err = s.retry(ctx, func(ctx context.Context) error {
 		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID),
 			jetstream.WithExpectStream(s.cfg.Layout.CommandsStreamOf(op.ChannelID)))

@@ -150,6 +150,67 @@ func TestRecordedPartialFailureIsRedriven(t *testing.T) {
 	}
 }
 
+// An outcome published while the instance's connection is down is lost with core NATS; after
+// the reconnect the instance asks again (a repeat with a new command id) and the request is
+// answered by the recorded outcome instead of waiting out DispatchWait.
+func TestOutcomeLostInAReconnectIsAskedForAgain(t *testing.T) {
+	srv, nc, _ := bustest.Provisioned(t)
+	own, err := nats.Connect(srv.ClientURL(), nats.ReconnectWait(10*time.Millisecond), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(own.Close)
+	ownJS, err := jetstream.New(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(t.Context(), own, ownJS, Config{DispatchWait: time.Minute, RetryBudget: 5 * time.Second},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	cmds := commands(t, nc)
+
+	type answer struct {
+		out *busv1.Outcome
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		out, err := s.Submit(t.Context(), update("op-1", "fp"))
+		got <- answer{out, err}
+	}()
+	next := func(what string) *busv1.EventCommand {
+		select {
+		case cmd := <-cmds:
+			return cmd
+		case <-time.After(10 * time.Second):
+			t.Fatal(what)
+			return nil
+		}
+	}
+	first := next("the request published no command") // its outcome is "lost": nothing answers it
+	if err := own.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	again := next("no command published again after the reconnect")
+	if again.GetCommandId() == first.GetCommandId() || again.GetEnvelope().GetOpId() != "op-1" ||
+		again.GetRoute() != "update" || again.GetFingerprint() != "fp" {
+		t.Fatalf("asked again with %v, want the same op under a new command id (first: %s)", again, first.GetCommandId())
+	}
+	// Lifecycle answers the repeat with the op's recorded outcome, which names the first command.
+	publishOutcome(t, nc, outcomeOf(first, first.GetCommandId(), 200, ""), true)
+	select {
+	case a := <-got:
+		if a.err != nil || a.out.GetHttpStatus() != 200 {
+			t.Fatalf("answered %v, %v; want the recorded 200", a.out, a.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request was not answered by the outcome given after the reconnect")
+	}
+}
+
 // commands decodes the commands published to ch1/ev1, standing in for lifecycle.
 func commands(t *testing.T, nc *nats.Conn) <-chan *busv1.EventCommand {
 	t.Helper()
@@ -166,6 +227,10 @@ func commands(t *testing.T, nc *nats.Conn) <-chan *busv1.EventCommand {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	// The server has the subscription before anything, on any connection, publishes.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
